@@ -1,0 +1,97 @@
+"""--no-ui actions: each prints a short result on stdout, or one message on stderr and exit 1."""
+from __future__ import annotations
+
+import json
+import sys
+
+from engine import operations
+from engine.context import PostingContext, default_campaigns_dir
+from engine.problems import InputError, Refused
+from engine.status import campaign_status
+
+
+def _fail(message: str) -> int:
+    print(f"postdeck: {message}", file=sys.stderr)
+    return 1
+
+
+def context_for(args) -> PostingContext:
+    if args.campaign:
+        return PostingContext.for_campaign(args.campaigns_dir or default_campaigns_dir(),
+                                           args.campaign)
+    return PostingContext.for_legacy()
+
+
+def run_actions(args, actions: list[str]) -> int:
+    try:
+        if "list_campaigns" in actions:
+            return _list(args)
+        ctx = context_for(args)
+        if args.force_reseed and "reset_day" not in actions:
+            raise Refused("--force-reseed requires --reset-day: reseeding the current day could "
+                          "post to accounts twice. Use --reset-day --force-reseed for a new day.")
+        if "reset_day" in actions:
+            archive = operations.reset_day(ctx)
+            print(f"{ctx.describe()}: new day started; "
+                  + (f"archived the old one as {archive}" if archive else "there was no "
+                     "progress file to archive"))
+            if args.force_reseed and not ({"run", "seed_only"} & set(actions)):
+                _print_seeded(ctx, operations.seed(ctx, force_reseed=True, reset_done=True))
+        if "seed_only" in actions:
+            _print_seeded(ctx, operations.seed(ctx, force_reseed=args.force_reseed,
+                                               reset_done="reset_day" in actions))
+        if "status" in actions:
+            return _status(ctx, args.json)
+        if "retry_all_failed" in actions:
+            n = operations.retry_all_failed(ctx, args.retry_include_non_retryable)
+            print(f"{ctx.describe()}: {n} failed job(s) put back in the queue")
+        if {"run", "stop", "stop_all"} & set(actions):
+            from engine import runs
+            return runs.cli_action(ctx, args, actions)
+        return 0
+    except (InputError, Refused) as exc:
+        return _fail(str(exc))
+
+
+def _print_seeded(ctx: PostingContext, added: list[dict]) -> None:
+    accounts = len({j["account"] for j in added})
+    print(f"{ctx.describe()}: seeded {len(added)} job(s) for {accounts} account(s)")
+
+
+def _list(args) -> int:
+    rows = operations.list_campaigns(args.campaigns_dir or default_campaigns_dir())
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no campaigns")
+    for r in rows:
+        if r.get("error"):
+            print(f"{r['name']:<20} BROKEN  {r['error']}")
+            continue
+        state = "running" if r["running"] else ("enabled" if r["enabled"] else "disabled")
+        c = r["counts"]
+        print(f"{r['name']:<20} {state:<8} {r['accounts']:>3} accounts  limit {r['daily_limit']}"
+              f"  {c['success']}/{r['total']} posted  {c['failed']} failed  {r['backend']}")
+    return 0
+
+
+def _status(ctx: PostingContext, as_json: bool) -> int:
+    status = campaign_status(ctx)
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return 0
+    c = status["counts"]
+    run = f"running (supervisor pid {status['supervisor_pid']})" if status["running"] else "idle"
+    print(f"{ctx.describe()}: {run}; daily limit {status['daily_limit']}")
+    print("  " + "  ".join(f"{k} {v}" for k, v in c.items()) + f"  (total {status['total']})")
+    for w in status["workers"]:
+        print(f"  worker {w['worker_id']} pid {w['pid']} phone {w['phone'] or '-'} "
+              f"port {w['appium_port']} {w['state']} {w['job_id'] or ''} "
+              f"heartbeat {w['heartbeat_age_s']}s ago")
+    for a in status["accounts"]:
+        extra = f" until {a['cooldown_until']}" if a["cooldown_until"] else ""
+        err = f"  last error: {a['last_error']}" if a["last_error"] else ""
+        print(f"  {a['account']:<20} {a['state']:<9} {a['posts_today']}/{a['limit']}"
+              f"  waiting {a['waiting']}{extra}{err}")
+    return 0

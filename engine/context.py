@@ -1,0 +1,113 @@
+"""PostingContext: built once per command and passed everywhere. It is the single source of truth
+for where a campaign's files are and which settings apply, in campaign mode and in legacy mode
+(the earlier system's files in the working directory)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from .campaigns import (ACCOUNTS_FILE, Campaign, load_campaign, parse_accounts,
+                        resolve_campaign_dir)
+from .settings import Settings, load_settings, validate_daily_limit
+
+LEGACY_NAME = "legacy"
+STATE_DIRNAME = ".postdeck"
+
+
+def default_campaigns_dir() -> Path:
+    return Path(os.environ.get("POSTDECK_CAMPAIGNS_DIR") or "campaigns")
+
+
+@dataclass(frozen=True)
+class PostingContext:
+    name: str
+    root: Path
+    progress_file: Path
+    ledger_file: Path
+    accounts_file: Path
+    settings: Settings
+    archive_prefix: str
+    state_dir: Path           # .postdeck/: locks, heartbeats, logs of this campaign
+    host_state_dir: Path      # shared by every campaign on this host: phone locks
+    legacy: bool = False
+    scheduler_state_file: Path | None = None
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def for_campaign(cls, campaigns_dir: Path, name_or_path: str) -> "PostingContext":
+        root = resolve_campaign_dir(campaigns_dir, name_or_path)
+        return cls.for_campaign_dir(root, campaigns_dir)
+
+    @classmethod
+    def for_campaign_dir(cls, root: Path, campaigns_dir: Path | None = None) -> "PostingContext":
+        root = Path(root).resolve()
+        settings = load_settings(root / "campaign.json")
+        host = _host_state_dir(Path(campaigns_dir).resolve() if campaigns_dir else root.parent)
+        return cls(
+            name=root.name, root=root, progress_file=root / "progress.csv",
+            ledger_file=root / "posted.csv", accounts_file=root / ACCOUNTS_FILE,
+            settings=settings, archive_prefix="progress", state_dir=root / STATE_DIRNAME,
+            host_state_dir=host,
+        )
+
+    @classmethod
+    def for_legacy(cls, workdir: Path | None = None) -> "PostingContext":
+        root = Path(workdir or Path.cwd()).resolve()
+        return cls(
+            name=LEGACY_NAME, root=root, progress_file=root / "parallel_progress.csv",
+            ledger_file=root / "posted.csv", accounts_file=root / ACCOUNTS_FILE,
+            settings=Settings(), archive_prefix="parallel_progress",
+            state_dir=root / STATE_DIRNAME, host_state_dir=_host_state_dir(root), legacy=True,
+            scheduler_state_file=root / "scheduler_state.json",
+        )
+
+    def with_daily_limit(self, limit: int) -> "PostingContext":
+        validate_daily_limit(limit)
+        return replace(self, settings=replace(self.settings, max_posts_per_account_per_day=limit))
+
+    # --- derived --------------------------------------------------------------------------------
+    @property
+    def daily_limit(self) -> int:
+        return self.settings.max_posts_per_account_per_day
+
+    @property
+    def lock_file(self) -> Path:
+        return self.progress_file.with_name(self.progress_file.name + ".lock")
+
+    @property
+    def run_lock_file(self) -> Path:
+        return self.state_dir / "run.lock"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def heartbeats_dir(self) -> Path:
+        return self.state_dir / "workers"
+
+    @property
+    def phones_dir(self) -> Path:
+        return self.host_state_dir / "phones"
+
+    def describe(self) -> str:
+        return "legacy mode (working directory)" if self.legacy else f"campaign '{self.name}'"
+
+    def today(self) -> str:
+        return datetime.now(self.settings.tz).strftime("%Y%m%d")
+
+    def load_campaign(self) -> Campaign:
+        """Campaign mode: accounts, captions and videos, validated."""
+        return load_campaign(self.root, self.name)
+
+    def load_accounts(self):
+        return parse_accounts(self.accounts_file)
+
+
+def _host_state_dir(campaigns_dir: Path) -> Path:
+    """Phone locks must be seen by every campaign on the host, so they live beside the campaigns,
+    not inside one (POSTDECK_STATE_DIR overrides, e.g. when campaigns sit in several folders)."""
+    env = os.environ.get("POSTDECK_STATE_DIR")
+    return Path(env).resolve() if env else campaigns_dir / STATE_DIRNAME

@@ -1,0 +1,75 @@
+"""The operator's actions that need no running workers, shared by the CLI and the console."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .campaigns import list_campaign_dirs
+from .context import PostingContext
+from .legacy import load_scheduler_state
+from .problems import InputError, Refused
+from .runstate import quiet_campaign, running_supervisor
+from .tracker import ProgressStore
+
+
+def require_enabled(ctx: PostingContext) -> None:
+    if not ctx.legacy and not ctx.settings.enabled:
+        raise Refused(f"{ctx.describe()} is disabled in {ctx.root / 'campaign.json'}; set "
+                      '"enabled": true to use it')
+
+
+def seed(ctx: PostingContext, force_reseed: bool = False, reset_done: bool = False) -> list[dict]:
+    """Add today's jobs. `--force-reseed` only makes sense on a fresh day, so it is refused
+    unless the day was just reset (it would otherwise re-offer the day's videos)."""
+    if force_reseed and not reset_done:
+        raise Refused("--force-reseed requires --reset-day: reseeding the current day could post "
+                      "to accounts twice. Run --reset-day --force-reseed to start a new day.")
+    require_enabled(ctx)
+    store = ProgressStore.for_context(ctx)
+    store.validate()
+    if ctx.legacy:
+        accounts = ctx.load_accounts()
+        videos = load_scheduler_state(ctx.scheduler_state_file)
+    else:
+        campaign = ctx.load_campaign()
+        accounts, videos = campaign.accounts, campaign.videos
+    if running_supervisor(ctx) is not None and force_reseed:
+        raise Refused("--force-reseed refused while a run is going; stop it first")
+    return store.seed(videos, accounts, ctx.name)
+
+
+def reset_day(ctx: PostingContext) -> Path | None:
+    """Archive today's progress file and start a fresh one; refused while anything runs."""
+    store = ProgressStore.for_context(ctx)
+    with quiet_campaign(ctx, "--reset-day"):
+        return store.reset_day(ctx.today())
+
+
+def retry_all_failed(ctx: PostingContext, include_non_retryable: bool = False) -> int:
+    require_enabled(ctx)
+    return ProgressStore.for_context(ctx).retry_all_failed(include_non_retryable)
+
+
+def list_campaigns(campaigns_dir: Path) -> list[dict]:
+    """Every campaign folder with a one-line health check; a broken one is listed with its error
+    instead of hiding the others."""
+    out = []
+    for root in list_campaign_dirs(campaigns_dir):
+        entry: dict = {"name": root.name, "path": str(root)}
+        try:
+            ctx = PostingContext.for_campaign_dir(root, campaigns_dir)
+            campaign = ctx.load_campaign()
+            stats = ProgressStore.for_context(ctx).stats()
+            supervisor = running_supervisor(ctx)
+            entry.update(enabled=ctx.settings.enabled, backend=ctx.settings.backend,
+                         daily_limit=ctx.daily_limit, accounts=len(campaign.accounts),
+                         phones=len(campaign.phones), videos=len(campaign.videos),
+                         counts={k: v for k, v in stats.items() if k != "total"},
+                         total=stats["total"], running=supervisor is not None,
+                         supervisor_pid=supervisor.pid if supervisor else None, error=None)
+        except InputError as exc:
+            entry.update(enabled=None, error=str(exc), running=False)
+        out.append(entry)
+    return out
+
+

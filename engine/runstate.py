@@ -1,0 +1,164 @@
+"""What is alive for a campaign: the run lock, its supervisor, and worker heartbeats.
+
+The run lock is a `filelock.FileLock` held by the supervisor for the whole run; the OS frees it
+when the process dies, so a held lock always means a live supervisor. Each worker writes a
+heartbeat file; a worker counts as alive when its pid exists with the same create time (pids are
+reused) and its heartbeat is fresh.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+from filelock import FileLock, Timeout
+
+from .durable import write_atomic
+from .problems import Refused
+
+HEARTBEAT_EVERY_S = 2.0
+# A worker whose heartbeat is older than this is treated as dead even if its pid exists
+# (hung in the kernel, stopped with SIGSTOP, or a pid that was reused).
+HEARTBEAT_LEASE_S = 30.0
+
+
+def process_alive(pid: int, create_time: float | None = None) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if create_time is not None and abs(proc.create_time() - create_time) > 1.0:
+            return False
+        return True
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+def create_time_of(pid: int) -> float:
+    return psutil.Process(pid).create_time()
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    worker_id: str
+    pid: int
+    create_time: float
+    phone: str | None
+    appium_port: int
+    system_ports: str
+    state: str
+    job_id: str
+    account: str
+    at: float
+    run_id: str
+    path: Path
+
+    @property
+    def age(self) -> float:
+        return max(0.0, time.time() - self.at)
+
+    def alive(self, lease_s: float = HEARTBEAT_LEASE_S) -> bool:
+        return self.age <= lease_s and process_alive(self.pid, self.create_time)
+
+
+def write_heartbeat(folder: Path, **fields) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    fields.setdefault("at", time.time())
+    path = folder / f"worker-{fields['worker_id']}.json"
+    # Heartbeats are rewritten every few seconds; durability matters less than never being
+    # half-written, so no fsync of the data would be fine, but write_atomic is cheap enough.
+    write_atomic(path, json.dumps(fields).encode())
+
+
+def read_heartbeats(folder: Path) -> list[Heartbeat]:
+    beats = []
+    if not folder.is_dir():
+        return beats
+    for path in sorted(folder.glob("worker-*.json")):
+        try:
+            d = json.loads(path.read_text())
+            beats.append(Heartbeat(
+                worker_id=str(d["worker_id"]), pid=int(d["pid"]),
+                create_time=float(d.get("create_time") or 0), phone=d.get("phone"),
+                appium_port=int(d.get("appium_port") or 0),
+                system_ports=str(d.get("system_ports") or ""), state=str(d.get("state") or ""),
+                job_id=str(d.get("job_id") or ""), account=str(d.get("account") or ""),
+                at=float(d.get("at") or 0), run_id=str(d.get("run_id") or ""), path=path))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a heartbeat being replaced or garbage: not a live worker
+    return beats
+
+
+def live_workers(ctx) -> list[Heartbeat]:
+    return [hb for hb in read_heartbeats(ctx.heartbeats_dir) if process_alive(hb.pid, hb.create_time)]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    pid: int
+    create_time: float
+    run_id: str
+    started_at: float
+    workers: int
+
+
+def run_info_path(ctx) -> Path:
+    return ctx.state_dir / "run.json"
+
+
+def read_run_info(ctx) -> RunInfo | None:
+    try:
+        d = json.loads(run_info_path(ctx).read_text())
+        return RunInfo(int(d["pid"]), float(d["create_time"]), str(d["run_id"]),
+                       float(d["started_at"]), int(d.get("workers", 0)))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def running_supervisor(ctx) -> RunInfo | None:
+    """The live supervisor of this campaign, or None. The run lock is the truth: run.json only
+    tells who holds it."""
+    if not ctx.run_lock_file.exists():
+        return None
+    lock = FileLock(str(ctx.run_lock_file), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        info = read_run_info(ctx)
+        return info or RunInfo(pid=0, create_time=0, run_id="", started_at=0, workers=0)
+    lock.release()
+    return None
+
+
+@contextmanager
+def quiet_campaign(ctx, action: str) -> Iterator[None]:
+    """Hold the run lock while doing `action` so no run can start meanwhile; refuse (naming the
+    pids) while a run holds it or any worker of the campaign is still alive."""
+    ctx.state_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(ctx.run_lock_file), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        info = read_run_info(ctx)
+        who = f"supervisor pid {info.pid}" if info else "another process"
+        raise Refused(f"{action} refused: a run of {ctx.describe()} is going ({who}). Stop it "
+                      "with --stop (or --stop-all) and try again when it has ended.") from None
+    try:
+        alive = live_workers(ctx)
+        if alive:
+            pids = ", ".join(str(hb.pid) for hb in alive)
+            raise Refused(f"{action} refused: workers of {ctx.describe()} are still alive "
+                          f"(pids {pids}). Wait for them to finish or stop them with --stop-all.")
+        yield
+    finally:
+        lock.release()
+
+
+def pid_file_fields() -> dict:
+    pid = os.getpid()
+    return {"pid": pid, "create_time": create_time_of(pid)}

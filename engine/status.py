@@ -1,0 +1,58 @@
+"""The status of a campaign as one plain dict: what `--status --json` prints and what the console
+draws. Reads without taking the store's lock."""
+from __future__ import annotations
+
+import time
+
+from . import columns as C
+from .accounts import account_states, concurrency_metrics
+from .context import PostingContext
+from .problems import InputError
+from .runstate import live_workers, read_heartbeats, running_supervisor
+from .tracker import ProgressStore
+
+
+def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
+    now = time.time() if now is None else now
+    store = ProgressStore.for_context(ctx)
+    table = store.read()
+    counts = dict.fromkeys(C.STATUSES, 0)
+    for row in table.rows:
+        counts[row[C.STATUS]] += 1
+    try:
+        accounts = ctx.load_accounts()
+    except InputError:
+        accounts = []  # status still shows the jobs; the accounts file error shows on --run
+    supervisor = running_supervisor(ctx)
+    beats = [hb for hb in read_heartbeats(ctx.heartbeats_dir)]
+    alive = {hb.worker_id for hb in live_workers(ctx)}
+    other_phones = _phones_held_elsewhere(ctx)
+    states = account_states(table.rows, ctx.settings, now, accounts, other_phones)
+    return {
+        "campaign": ctx.name,
+        "legacy": ctx.legacy,
+        "progress_file": str(ctx.progress_file),
+        "running": supervisor is not None,
+        "supervisor_pid": supervisor.pid if supervisor and supervisor.pid else None,
+        "run_id": supervisor.run_id if supervisor else None,
+        "daily_limit": ctx.daily_limit,
+        "backend": ctx.settings.backend,
+        "enabled": ctx.settings.enabled,
+        "counts": counts,
+        "total": len(table.rows),
+        "workers": [{
+            "worker_id": hb.worker_id, "pid": hb.pid, "phone": hb.phone,
+            "appium_port": hb.appium_port, "system_ports": hb.system_ports,
+            "state": hb.state if hb.worker_id in alive else "dead", "job_id": hb.job_id or None,
+            "account": hb.account or None, "heartbeat_age_s": round(hb.age, 1),
+        } for hb in beats if hb.worker_id in alive or supervisor is not None],
+        "accounts": [s.as_dict() for s in states],
+        "concurrency": concurrency_metrics(states),
+    }
+
+
+def _phones_held_elsewhere(ctx: PostingContext) -> set[str]:
+    """Phones that workers of other campaigns hold right now (host-wide phone locks)."""
+    from .phones import held_phones  # late: phones imports runstate
+    return {phone for phone, owner in held_phones(ctx.phones_dir).items()
+            if owner.get("campaign_root") != str(ctx.root)}

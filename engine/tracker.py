@@ -1,0 +1,558 @@
+"""The progress store: one CSV file per campaign day, changed only under a file lock.
+
+Every change is a read-modify-write under an exclusive `filelock.FileLock` on `<file>.lock`, written
+atomically (engine/durable.py). Readers that only look (the console, --status) read without the
+lock. The file is never deleted or truncated; a file that does not parse is refused with the
+file and line, byte-for-byte untouched.
+
+A claim is a lease: it writes a fresh `claim_id`, and every later write for that job must present
+it, so a worker whose claim was recovered cannot overwrite the job's newer state.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from filelock import FileLock, Timeout
+
+from . import columns as C
+from .campaigns import Account, Video
+from .durable import append_durable, write_atomic
+from .errors import (INFRASTRUCTURE, OUTCOME_UNKNOWN, UNKNOWN, Classification,
+                     attempts_allowed, classify)
+from .problems import InputError
+from .rules import account_blocker, as_int, due, now_iso, tally
+from .settings import Settings
+
+LOCK_TIMEOUT_S = 120.0
+# filelock's default 50 ms poll throttles contended claims to ~20 a second per waiter.
+LOCK_POLL_S = 0.002
+
+
+class CorruptProgressFile(InputError):
+    def __init__(self, path: Path, line: int | None, problem: str):
+        super().__init__(path, line, f"{problem}. The file is left as it is: inspect it, or run "
+                                     "--reset-day to archive it and start a new day")
+
+
+class ClaimLost(Exception):
+    """A write presented a claim_id that is no longer the job's claim."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Run-level retry settings (the CLI's --retry-delay and --max-passes)."""
+    retry_delay_s: float = 60.0
+    max_passes: int = 3
+
+
+class Table:
+    """The parsed file: rows as lists of 20 strings, in file order."""
+
+    def __init__(self, rows: list[list[str]]):
+        self.rows = rows
+        self.index = {row[C.JOB_ID]: i for i, row in enumerate(rows)}
+
+    def get(self, job_id: str) -> list[str] | None:
+        i = self.index.get(job_id)
+        return None if i is None else self.rows[i]
+
+    def append(self, row: list[str]) -> None:
+        self.index[row[C.JOB_ID]] = len(self.rows)
+        self.rows.append(row)
+
+
+def job_dict(row: list[str]) -> dict[str, str]:
+    return dict(zip(C.COLUMNS, row))
+
+
+def parse_progress(path: Path, data: bytes) -> Table:
+    """Validate and parse a progress file's bytes. Header-only is a valid, empty day."""
+    if not data:
+        raise CorruptProgressFile(path, 1, "is empty (zero bytes), not even a header")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptProgressFile(path, data[: exc.start].count(b"\n") + 1,
+                                  "is not UTF-8 text") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[list[str]] = []
+    seen: dict[str, int] = {}
+    try:
+        header = tuple(next(reader))
+        if header not in C.ACCEPTED_HEADERS:
+            raise CorruptProgressFile(path, 1, "has a header that is not a progress file's "
+                                               f"(expected: {','.join(C.COLUMNS)})")
+        width = len(header)
+        pad = [""] * (C.WIDTH - width)
+        statuses = frozenset(C.STATUSES)
+        line = reader.line_num + 1
+        for row in reader:
+            start, line = line, reader.line_num + 1
+            if len(row) != width:
+                raise CorruptProgressFile(path, start, f"has a row with {len(row)} fields where "
+                                                       f"the header has {width}")
+            if row[C.STATUS] not in statuses:
+                raise CorruptProgressFile(path, start, f"has an unknown status '{row[C.STATUS]}'")
+            job_id = row[C.JOB_ID]
+            if job_id in seen:
+                raise CorruptProgressFile(path, start, f"has job '{job_id}' twice (first on line "
+                                                       f"{seen[job_id]})")
+            seen[job_id] = start
+            rows.append(row + pad if pad else row)
+    except StopIteration:
+        raise CorruptProgressFile(path, 1, "has no header line") from None
+    except csv.Error as exc:
+        raise CorruptProgressFile(path, reader.line_num, f"is not valid CSV ({exc}); the last "
+                                                         "write may have been cut off") from None
+    return Table(rows)
+
+
+def serialize(rows: Iterable[list[str]]) -> bytes:
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(C.COLUMNS)
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+HEADER_ONLY = serialize([])
+
+
+class ProgressStore:
+    """The campaign's progress file and its ledger. Create one per process: the lock object is
+    made lazily, inside the process that uses it (never inherited across spawn)."""
+
+    def __init__(self, path: Path, ledger_path: Path, settings: Settings,
+                 retry: RetryPolicy | None = None, clock: Callable[[], float] = time.time,
+                 run_id: str = ""):
+        self.path = Path(path)
+        self.ledger_path = Path(ledger_path)
+        self.settings = settings
+        self.retry = retry or RetryPolicy()
+        self.clock = clock
+        self.run_id = run_id
+        self._lock: FileLock | None = None
+        self._cache: tuple[bytes, Table] | None = None
+
+    @classmethod
+    def for_context(cls, ctx, **kwargs) -> "ProgressStore":
+        return cls(ctx.progress_file, ctx.ledger_file, ctx.settings, **kwargs)
+
+    # --- reading ---------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def read(self) -> Table:
+        """A consistent snapshot without the lock (the file is always replaced whole). A missing
+        file is an empty day."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return Table([])
+        return self._parse(data)
+
+    def jobs(self) -> list[dict[str, str]]:
+        return [job_dict(r) for r in self.read().rows]
+
+    def job(self, job_id: str) -> dict[str, str] | None:
+        row = self.read().get(job_id)
+        return None if row is None else job_dict(row)
+
+    def stats(self) -> dict[str, int]:
+        counts = dict.fromkeys(C.STATUSES, 0)
+        rows = self.read().rows
+        for row in rows:
+            counts[row[C.STATUS]] += 1
+        counts["total"] = len(rows)
+        return counts
+
+    def validate(self) -> None:
+        """Raise CorruptProgressFile if the file does not parse; a missing file is fine."""
+        self.read()
+
+    def _parse(self, data: bytes) -> Table:
+        cached = self._cache
+        if cached is not None and cached[0] == data:
+            return cached[1]
+        table = parse_progress(self.path, data)
+        self._cache = (data, table)
+        return table
+
+    # --- the locked read-modify-write ------------------------------------------------------------
+    @property
+    def lock(self) -> FileLock:
+        if self._lock is None:
+            self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S,
+                                  poll_interval=LOCK_POLL_S)
+        return self._lock
+
+    def _locked(self, change: Callable[[Table, float], tuple[bool, object]]) -> object:
+        """Run `change(table, now)` under the lock; it returns (changed, result). A change that
+        raises leaves the file untouched."""
+        try:
+            with self.lock:
+                try:
+                    data = self.path.read_bytes()
+                except FileNotFoundError:
+                    data = None
+                if data is None:
+                    table = Table([])
+                else:
+                    table = self._parse(data)
+                    # The change mutates the cached table; forget it until the write is done.
+                    self._cache = None
+                changed, result = change(table, self.clock())
+                if changed:
+                    new = serialize(table.rows)
+                    write_atomic(self.path, new)
+                    self._cache = (new, table)
+                elif data is not None:
+                    self._cache = (data, table)
+                return result
+        except Timeout:
+            raise InputError(self.path, None, f"the lock {self.path}.lock has been held for over "
+                                              f"{LOCK_TIMEOUT_S:.0f}s; is a process stuck? "
+                                              "See --status") from None
+
+    # --- claims ----------------------------------------------------------------------------------
+    def claim(self, worker_id: str, phone: str | None = None,
+              phone_free: Callable[[str], bool] | None = None) -> dict[str, str] | None:
+        """Claim the oldest eligible job (pending before retrying, file order within each) for
+        `worker_id`, or None. `phone` binds the worker to one phone; `phone_free(p)` is asked
+        last, for the chosen job only, whether no other worker on the host holds phone p."""
+
+        def change(table: Table, now: float):
+            limit = self.settings.daily_limit
+            tallies = tally(table.rows, self.settings)
+            held = {r[C.PHONE_ID]: r[C.WORKER_ID] for r in table.rows if r[C.STATUS] == C.CLAIMED}
+            for row in self._candidates(table, now):
+                account = row[C.ACCOUNT]
+                if account_blocker(tallies.get(account), limit, now):
+                    continue
+                job_phone = row[C.PHONE_ID] or account
+                if phone is not None and job_phone != phone:
+                    continue
+                holder = held.get(job_phone)
+                if holder is not None and holder != worker_id:
+                    continue
+                if phone_free is not None and not phone_free(job_phone):
+                    continue
+                row[C.STATUS] = C.CLAIMED
+                row[C.WORKER_ID] = worker_id
+                row[C.CLAIMED_AT] = now_iso(now)
+                row[C.CLAIM_ID] = uuid.uuid4().hex
+                row[C.PHASE] = "claimed"
+                row[C.ATTEMPTS] = str(as_int(row[C.ATTEMPTS]) + 1)
+                row[C.MAX_ATTEMPTS] = row[C.MAX_ATTEMPTS] or str(self.settings.max_attempts)
+                row[C.PASS_NUMBER] = row[C.PASS_NUMBER] or "1"
+                row[C.PHONE_ID] = job_phone
+                row[C.RUN_ID] = self.run_id or row[C.RUN_ID]
+                row[C.COMPLETED_AT] = ""
+                return True, job_dict(row)
+            return False, None
+
+        return self._locked(change)  # type: ignore[return-value]
+
+    @staticmethod
+    def _candidates(table: Table, now: float) -> Iterator[list[str]]:
+        retrying = []
+        for row in table.rows:
+            status = row[C.STATUS]
+            if status == C.PENDING:
+                yield row
+            elif status == C.RETRYING and due(row, now):
+                retrying.append(row)
+        yield from retrying
+
+    def _own(self, table: Table, job_id: str, claim_id: str) -> list[str]:
+        row = table.get(job_id)
+        if row is None:
+            raise ClaimLost(f"job {job_id} is not in {self.path}")
+        if row[C.STATUS] != C.CLAIMED or row[C.CLAIM_ID] != claim_id or not claim_id:
+            raise ClaimLost(f"job {job_id} is no longer claimed with claim {claim_id[:8]} "
+                            f"(status {row[C.STATUS]}); the write was rejected")
+        return row
+
+    def set_phase(self, job_id: str, claim_id: str, phase: str) -> None:
+        if phase not in C.PHASES:
+            raise ValueError(f"unknown phase {phase!r}")
+
+        def change(table: Table, now: float):
+            row = self._own(table, job_id, claim_id)
+            if C.PHASES.index(phase) < C.PHASES.index(row[C.PHASE] or "claimed"):
+                raise ValueError(f"job {job_id} cannot go back from {row[C.PHASE]} to {phase}")
+            row[C.PHASE] = phase
+            return True, None
+
+        self._locked(change)
+
+    def complete(self, job_id: str, claim_id: str, video_id: str = "") -> None:
+        """Success. The ledger line is written first: if we die between the two writes the job
+        ends as an unknown outcome in the progress file but the video is never posted again."""
+
+        def change(table: Table, now: float):
+            row = self._own(table, job_id, claim_id)
+            stamp = now_iso(now)
+            self._append_ledger([(stamp, row[C.ACCOUNT], row[C.VIDEO_PATH], job_id)])
+            row[C.STATUS] = C.SUCCESS
+            row[C.COMPLETED_AT] = stamp
+            row[C.VIDEO_ID] = video_id or ""
+            row[C.ERROR] = row[C.ERROR_TYPE] = row[C.ERROR_CATEGORY] = ""
+            row[C.PHASE] = ""
+            row[C.RETRY_AT] = ""
+            return True, None
+
+        self._locked(change)
+
+    def fail(self, job_id: str, claim_id: str, error: str | BaseException,
+             classification: Classification | None = None) -> dict[str, str]:
+        """Record a failed attempt. Retryable ones go to `retrying` with `retry_at` and the next
+        pass number while attempts and passes remain; the rest end `failed`."""
+        cls = classification or classify(error)
+        message = str(error).strip().replace("\r", " ")[:500] or cls.error_type
+
+        def change(table: Table, now: float):
+            row = self._own(table, job_id, claim_id)
+            self._record_failure(row, now, message, cls)
+            return True, job_dict(row)
+
+        return self._locked(change)  # type: ignore[return-value]
+
+    def _record_failure(self, row: list[str], now: float, message: str,
+                        cls: Classification) -> None:
+        attempts = as_int(row[C.ATTEMPTS], 1)
+        max_attempts = as_int(row[C.MAX_ATTEMPTS], self.settings.max_attempts)
+        pass_number = as_int(row[C.PASS_NUMBER], 1)
+        retry = (cls.retryable and attempts < attempts_allowed(cls.category, max_attempts)
+                 and pass_number < self.retry.max_passes)
+        row[C.ERROR] = message
+        row[C.ERROR_TYPE] = cls.error_type
+        row[C.ERROR_CATEGORY] = cls.category
+        row[C.COMPLETED_AT] = now_iso(now)
+        row[C.PHASE] = ""
+        if retry:
+            row[C.STATUS] = C.RETRYING
+            row[C.RETRY_AT] = now_iso(now + self.retry.retry_delay_s)
+            row[C.PASS_NUMBER] = str(pass_number + 1)
+        else:
+            row[C.STATUS] = C.FAILED
+            row[C.RETRY_AT] = ""
+
+    def release(self, job_id: str, claim_id: str) -> None:
+        """Give a claim back unfinished (stop-all). Before publishing the attempt did not happen,
+        so it is not counted; in publishing the outcome is unknown."""
+
+        def change(table: Table, now: float):
+            row = self._own(table, job_id, claim_id)
+            self._recover_row(row, now, counted=False, why="stopped by the operator")
+            return True, None
+
+        self._locked(change)
+
+    # --- recovery --------------------------------------------------------------------------------
+    def recover_stale(self, live_workers: Iterable[str], run_id: str | None = None) -> list[dict]:
+        """Recover the claims of workers that are not alive (and, with `run_id`, those of any
+        other run). Before `publishing` the job is claimable again at once, the attempt counted;
+        in `publishing` it fails as `outcome_unknown`: never retried automatically, and it uses a
+        slot of the account's daily limit."""
+        live = set(live_workers)
+
+        def change(table: Table, now: float):
+            recovered = []
+            for row in table.rows:
+                if row[C.STATUS] != C.CLAIMED:
+                    continue
+                if row[C.WORKER_ID] in live and (run_id is None or row[C.RUN_ID] == run_id):
+                    continue
+                self._recover_row(row, now, counted=True,
+                                  why=f"worker {row[C.WORKER_ID]} was lost")
+                recovered.append(job_dict(row))
+            return bool(recovered), recovered
+
+        return self._locked(change)  # type: ignore[return-value]
+
+    def _recover_row(self, row: list[str], now: float, counted: bool, why: str) -> None:
+        phase = row[C.PHASE] or "claimed"
+        if phase == "publishing":
+            self._record_failure(row, now, f"{why} while publishing: the post may or may not be "
+                                           "public; check the account, then retry it by hand",
+                                 Classification(UNKNOWN, OUTCOME_UNKNOWN))
+            return
+        if not counted:
+            attempts = as_int(row[C.ATTEMPTS]) - 1
+            row[C.ATTEMPTS] = str(max(0, attempts))
+            row[C.STATUS] = C.RETRYING if (attempts > 0 or row[C.ERROR]) else C.PENDING
+            row[C.PHASE] = row[C.RETRY_AT] = ""
+            return
+        attempts = as_int(row[C.ATTEMPTS], 1)
+        max_attempts = as_int(row[C.MAX_ATTEMPTS], self.settings.max_attempts)
+        row[C.ERROR] = f"{why} in phase {phase}"
+        row[C.ERROR_TYPE] = "worker_lost"
+        row[C.ERROR_CATEGORY] = INFRASTRUCTURE
+        row[C.COMPLETED_AT] = now_iso(now)
+        row[C.PHASE] = ""
+        row[C.RETRY_AT] = ""
+        row[C.STATUS] = C.RETRYING if attempts < max_attempts else C.FAILED
+
+    def retry_all_failed(self, include_non_retryable: bool = False) -> int:
+        """Put failed jobs back as `retrying`, due at once, with fresh attempts. Account and
+        content errors and unknown outcomes only with `include_non_retryable` (the operator has
+        checked them). A video already in the ledger is never retried."""
+        posted = self.ledger_keys()
+
+        def change(table: Table, now: float):
+            count = 0
+            for row in table.rows:
+                if row[C.STATUS] != C.FAILED:
+                    continue
+                if row[C.JOB_ID] in posted or row[C.VIDEO_PATH] in posted:
+                    continue
+                cls = Classification(row[C.ERROR_CATEGORY] or UNKNOWN,
+                                     row[C.ERROR_TYPE] or "unknown")
+                if not (cls.retryable or include_non_retryable):
+                    continue
+                row[C.STATUS] = C.RETRYING
+                row[C.RETRY_AT] = ""
+                row[C.ATTEMPTS] = "0"
+                count += 1
+            return bool(count), count
+
+        return self._locked(change)  # type: ignore[return-value]
+
+    # --- seeding ---------------------------------------------------------------------------------
+    def seed(self, videos: list[Video], accounts: list[Account], campaign: str) -> list[dict]:
+        """Add jobs for videos that have a caption and are in neither the file nor the ledger,
+        one video per account per free slot, round-robin over accounts. Accounts with a pending,
+        claimed or successful job today, or at their limit, get nothing; counts are kept in
+        memory so one seeding pass cannot overfill an account."""
+        posted = self.ledger_keys() | self.unknown_outcomes_in_archives()
+
+        def change(table: Table, now: float):
+            limit = self.settings.daily_limit
+            tallies = tally(table.rows, self.settings)
+            free: dict[str, int] = {}
+            for acc in accounts:
+                t = tallies.get(acc.name)
+                if t is not None and (t.open_jobs or t.used >= limit):
+                    continue
+                free[acc.name] = limit - (t.used if t else 0)
+            queue = [v for v in videos
+                     if job_id_for(v.filename, campaign) not in table.index
+                     and job_id_for(v.filename, campaign) not in posted
+                     and str(v.path) not in posted]
+            added = []
+            q = iter(queue)
+            for round_ in range(limit):
+                for acc in accounts:
+                    if free.get(acc.name, 0) <= round_:
+                        continue
+                    video = next(q, None)
+                    if video is None:
+                        return bool(added), added
+                    row = [""] * C.WIDTH
+                    row[C.JOB_ID] = job_id_for(video.filename, campaign)
+                    row[C.ACCOUNT] = acc.name
+                    row[C.VIDEO_PATH] = str(video.path)
+                    row[C.CAPTION] = video.caption
+                    row[C.STATUS] = C.PENDING
+                    row[C.ATTEMPTS] = "0"
+                    row[C.MAX_ATTEMPTS] = str(self.settings.max_attempts)
+                    row[C.PASS_NUMBER] = "1"
+                    row[C.PHONE_ID] = acc.phone
+                    table.append(row)
+                    added.append(job_dict(row))
+            return bool(added), added
+
+        return self._locked(change)  # type: ignore[return-value]
+
+    # --- the ledger ------------------------------------------------------------------------------
+    def _append_ledger(self, entries: list[tuple[str, str, str, str]]) -> None:
+        buf = io.StringIO(newline="")
+        writer = csv.writer(buf, lineterminator="\n")
+        if not self.ledger_path.exists() or self.ledger_path.stat().st_size == 0:
+            writer.writerow(C.LEDGER_COLUMNS)
+        writer.writerows(entries)
+        append_durable(self.ledger_path, buf.getvalue().encode("utf-8"))
+
+    def ledger(self) -> list[dict[str, str]]:
+        if not self.ledger_path.exists():
+            return []
+        text = self.ledger_path.read_text(encoding="utf-8-sig")
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, None)
+        if header is not None and tuple(header) != C.LEDGER_COLUMNS:
+            raise InputError(self.ledger_path, 1, "is not a postdeck ledger (expected the header "
+                                                  f"{','.join(C.LEDGER_COLUMNS)}); inspect it")
+        return [dict(zip(C.LEDGER_COLUMNS, r)) for r in reader if len(r) == len(C.LEDGER_COLUMNS)]
+
+    def ledger_keys(self) -> set[str]:
+        """Job ids and video paths that were ever posted in this campaign."""
+        keys: set[str] = set()
+        for entry in self.ledger():
+            keys.add(entry["job_id"])
+            keys.add(entry["video_path"])
+        return keys
+
+    def archives(self) -> list[Path]:
+        stem = self.path.stem
+        return sorted(p for p in self.path.parent.glob(f"{stem}_*.csv") if p != self.path)
+
+    def unknown_outcomes_in_archives(self) -> set[str]:
+        """Videos whose post ended with an unknown outcome on an earlier day: they may be public,
+        so seeding must not offer them again (the operator retries them by hand)."""
+        keys: set[str] = set()
+        for archive in self.archives():
+            try:
+                with open(archive, newline="", encoding="utf-8") as fh:
+                    for row in csv.reader(fh):
+                        if len(row) > C.ERROR_TYPE and row[C.ERROR_TYPE] == OUTCOME_UNKNOWN:
+                            keys.add(row[C.JOB_ID])
+                            keys.add(row[C.VIDEO_PATH])
+            except (OSError, UnicodeDecodeError, csv.Error):
+                continue  # an unreadable archive cannot add keys; the ledger still guards
+        return keys
+
+    # --- the day reset ---------------------------------------------------------------------------
+    def reset_day(self, date: str, guard: Callable[[], None] | None = None) -> Path | None:
+        """Archive the day as `<stem>_<date>.csv` (`_1`, `_2`, ... when taken) and start a fresh
+        header-only file. `guard` runs under the lock and raises to refuse (workers alive).
+        Works on a corrupt file too: it is archived byte-for-byte, never parsed or rewritten."""
+        try:
+            with self.lock:
+                if guard is not None:
+                    guard()
+                archive = None
+                if self.path.exists():
+                    archive = self._free_archive_name(date)
+                    # A hard link keeps the old bytes under the archive name while the fresh file
+                    # replaces the path, so there is no moment without a progress file.
+                    try:
+                        os.link(self.path, archive)
+                    except OSError:
+                        os.rename(self.path, archive)
+                write_atomic(self.path, HEADER_ONLY)
+                self._cache = None
+                return archive
+        except Timeout:
+            raise InputError(self.path, None, "the progress file is locked by another process; "
+                                              "try again when it is idle") from None
+
+    def _free_archive_name(self, date: str) -> Path:
+        stem = self.path.stem
+        candidate = self.path.with_name(f"{stem}_{date}.csv")
+        n = 0
+        while candidate.exists():
+            n += 1
+            candidate = self.path.with_name(f"{stem}_{date}_{n}.csv")
+        return candidate
+
+
+def job_id_for(filename: str, campaign: str) -> str:
+    return f"{filename}_{campaign}"
