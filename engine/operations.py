@@ -33,8 +33,6 @@ def seed(ctx: PostingContext, force_reseed: bool = False, reset_done: bool = Fal
     else:
         campaign = ctx.load_campaign()
         accounts, videos = campaign.accounts, campaign.videos
-    if running_supervisor(ctx) is not None and force_reseed:
-        raise Refused("--force-reseed refused while a run is going; stop it first")
     return store.seed(videos, accounts, ctx.name)
 
 

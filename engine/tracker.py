@@ -27,7 +27,7 @@ from .durable import append_durable, write_atomic
 from .errors import (INFRASTRUCTURE, OUTCOME_UNKNOWN, UNKNOWN, Classification,
                      attempts_allowed, classify)
 from .problems import InputError
-from .rules import account_blocker, as_int, due, now_iso, tally
+from .rules import account_blocker, as_int, due, now_iso, parse_time, tally
 from .settings import Settings
 
 LOCK_TIMEOUT_S = 120.0
@@ -357,11 +357,12 @@ class ProgressStore:
         self._locked(change)
 
     # --- recovery --------------------------------------------------------------------------------
-    def recover_stale(self, live_workers: Iterable[str], run_id: str | None = None) -> list[dict]:
+    def recover_stale(self, live_workers: Iterable[str], run_id: str | None = None,
+                      counted: bool = True) -> list[dict]:
         """Recover the claims of workers that are not alive (and, with `run_id`, those of any
         other run). Before `publishing` the job is claimable again at once, the attempt counted;
         in `publishing` it fails as `outcome_unknown`: never retried automatically, and it uses a
-        slot of the account's daily limit."""
+        slot of the account's daily limit. `counted=False` (stop-all) gives the attempt back."""
         live = set(live_workers)
 
         def change(table: Table, now: float):
@@ -371,8 +372,9 @@ class ProgressStore:
                     continue
                 if row[C.WORKER_ID] in live and (run_id is None or row[C.RUN_ID] == run_id):
                     continue
-                self._recover_row(row, now, counted=True,
-                                  why=f"worker {row[C.WORKER_ID]} was lost")
+                why = (f"worker {row[C.WORKER_ID]} was lost" if counted
+                       else "stopped by the operator")
+                self._recover_row(row, now, counted=counted, why=why)
                 recovered.append(job_dict(row))
             return bool(recovered), recovered
 
@@ -425,6 +427,33 @@ class ProgressStore:
             return bool(count), count
 
         return self._locked(change)  # type: ignore[return-value]
+
+    # --- what an idle worker waits for ----------------------------------------------------------
+    def next_chance(self, phone: str | None = None) -> tuple[bool, float | None]:
+        """For a worker that found nothing to claim: (others_running, earliest). `others_running`
+        is whether any job is claimed (its end may free an account or a phone); `earliest` is the
+        first moment the clock alone makes a job claimable (a retry_at, a cooldown end), or now
+        when a job is due but its phone is held elsewhere. (False, None): nothing more can happen
+        today for this worker."""
+        table = self.read()
+        now = self.clock()
+        limit = self.settings.daily_limit
+        tallies = tally(table.rows, self.settings)
+        others = any(r[C.STATUS] == C.CLAIMED for r in table.rows)
+        earliest: float | None = None
+        for row in table.rows:
+            status = row[C.STATUS]
+            if status not in (C.PENDING, C.RETRYING):
+                continue
+            if phone is not None and (row[C.PHONE_ID] or row[C.ACCOUNT]) != phone:
+                continue
+            t = tallies[row[C.ACCOUNT]]
+            if t.blocked_by or t.used - t.running >= limit:
+                continue  # not today, whatever happens
+            at = max(parse_time(row[C.RETRY_AT]) or now if status == C.RETRYING else now,
+                     t.cooldown_until)
+            earliest = at if earliest is None else min(earliest, at)
+        return others, earliest
 
     # --- seeding ---------------------------------------------------------------------------------
     def seed(self, videos: list[Video], accounts: list[Account], campaign: str) -> list[dict]:

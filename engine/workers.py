@@ -1,0 +1,435 @@
+"""Worker processes and the supervisor that runs them.
+
+The supervisor holds the campaign's run lock for the whole run, starts N workers as spawned
+`multiprocessing` processes, replaces a worker that dies (after recovering its claim), and ends
+when every worker has found nothing more to do today. Workers never share a lock with each other
+except the store's file lock: they wake each other through engine/wake.py.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .context import PostingContext
+from .devices import PostRequest, WorkerSlot, make_backend
+from .durable import write_atomic
+from .errors import classify
+from .logs import file_logger
+from .phones import PhoneLocks, held_phones
+from .problems import Refused
+from .runstate import (HEARTBEAT_EVERY_S, HEARTBEAT_LEASE_S, create_time_of, live_workers,
+                       process_alive, read_run_info, run_info_path, write_heartbeat)
+from .tracker import ClaimLost, ProgressStore, RetryPolicy
+from . import wake
+
+# An idle worker re-reads the store at least this often even without a wake-up: it covers a
+# phone released by another campaign, which sends no wake-up to this one.
+IDLE_RECHECK_S = 5.0
+RESTARTS_PER_SLOT = 5
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, picklable: it rebuilds its context after spawn."""
+    index: int
+    campaign_root: str
+    campaigns_dir: str | None
+    legacy: bool
+    phone: str | None
+    run_id: str
+    n_workers: int
+    retry: RetryPolicy
+    backend: str
+    parent_pid: int
+    daily_limit: int | None = None
+
+    @property
+    def worker_id(self) -> str:
+        return str(self.index)
+
+
+def context_of(spec: WorkerSpec) -> PostingContext:
+    if spec.legacy:
+        ctx = PostingContext.for_legacy(Path(spec.campaign_root))
+    else:
+        ctx = PostingContext.for_campaign_dir(Path(spec.campaign_root),
+                                              Path(spec.campaigns_dir) if spec.campaigns_dir else None)
+    return ctx.with_daily_limit(spec.daily_limit) if spec.daily_limit else ctx
+
+
+# --- the worker ----------------------------------------------------------------------------------
+class Worker:
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+        self.ctx = context_of(spec)
+        self.slot = WorkerSlot.for_index(spec.index, self.ctx.logs_dir)
+        self.log = file_logger(f"postdeck.worker.{spec.index}",
+                               self.ctx.logs_dir / f"worker-{spec.index}.log")
+        self.store = ProgressStore.for_context(self.ctx, retry=spec.retry, run_id=spec.run_id)
+        self.backend = make_backend(self.ctx, spec.backend)
+        self.locks = PhoneLocks(self.ctx.phones_dir, {
+            "campaign": self.ctx.name, "campaign_root": str(self.ctx.root),
+            "worker_id": spec.worker_id, "run_id": spec.run_id})
+        self.waker = wake.Waker(str(self.ctx.root), spec.worker_id)
+        self.stopping = False
+        self.state = "starting"
+        self.job: dict | None = None
+        self._beat_stop = threading.Event()
+        self._create_time = create_time_of(os.getpid())
+
+    # heartbeats run in a thread so a long post never looks like a dead worker
+    def _heartbeat_loop(self) -> None:
+        while not self._beat_stop.wait(HEARTBEAT_EVERY_S):
+            if os.getppid() != self.spec.parent_pid:
+                if not self.stopping:
+                    self.log.warning("supervisor is gone; finishing the current job and leaving")
+                self.stopping = True
+                wake.send(str(self.ctx.root), [self.spec.worker_id], wake.STOP)
+            self.beat()
+
+    def beat(self) -> None:
+        job = self.job or {}
+        try:
+            write_heartbeat(
+                self.ctx.heartbeats_dir, worker_id=self.spec.worker_id, pid=os.getpid(),
+                create_time=self._create_time, phone=self.spec.phone or job.get("phone_id"),
+                appium_port=self.slot.appium_port,
+                system_ports=f"{self.slot.system_port_start}-{self.slot.system_port_end}",
+                state=self.state, job_id=job.get("job_id", ""), account=job.get("account", ""),
+                run_id=self.spec.run_id)
+        except OSError as exc:
+            self.log.warning("could not write heartbeat: %s", exc)
+
+    def _messages(self, got: bytes) -> None:
+        if wake.STOP in got or wake.STOP_NOW in got:
+            self.stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; Ctrl-C goes to it
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(3))
+        if self.spec.phone and not self.locks.try_hold(self.spec.phone):
+            self.log.error("phone %s is held by another worker; leaving", self.spec.phone)
+            return 4
+        self.beat()
+        beat = threading.Thread(target=self._heartbeat_loop, daemon=True)
+        beat.start()
+        self.log.info("worker %s started (pid %s, phone %s, appium port %s, systemPort %s-%s)",
+                      self.spec.worker_id, os.getpid(), self.spec.phone or "any",
+                      self.slot.appium_port, self.slot.system_port_start, self.slot.system_port_end)
+        try:
+            while True:
+                self._messages(self.waker.drain())
+                if self.stopping:
+                    self.log.info("stop requested; leaving between jobs")
+                    break
+                job = self.store.claim(self.spec.worker_id, phone=self.spec.phone,
+                                       phone_free=None if self.spec.phone else self.locks.try_hold)
+                if job is None:
+                    if not self._idle():
+                        self.log.info("nothing more to do today; leaving")
+                        break
+                    continue
+                self._do(job)
+        finally:
+            self.state = "stopped"
+            self._beat_stop.set()
+            try:
+                self.backend.shutdown(self.slot)
+            finally:
+                self.locks.release_all()
+                self.waker.close()
+        return 0
+
+    def _idle(self) -> bool:
+        """Wait for the earliest moment a job may become claimable; False when none can today."""
+        others, earliest = self.store.next_chance(self.spec.phone)
+        if earliest is None and not others:
+            return False
+        now = time.time()
+        timeout = IDLE_RECHECK_S if earliest is None else max(0.0, earliest - now)
+        timeout = min(timeout, IDLE_RECHECK_S)
+        self.state = "waiting"
+        self._messages(self.waker.wait(timeout))
+        return True
+
+    def _do(self, job: dict) -> None:
+        job_id, claim_id = job["job_id"], job["claim_id"]
+        phone = job["phone_id"]
+        self.job = job
+        self.state = "preparing"
+        self.beat()
+        self.log.info("claimed %s (account %s, phone %s, attempt %s)", job_id, job["account"],
+                      phone, job["attempts"])
+        try:
+            self.store.set_phase(job_id, claim_id, "preparing")
+            self.backend.prepare(phone, self.slot)
+            self.state = "posting"
+
+            def on_publishing() -> None:
+                # Raises ClaimLost if the claim was recovered: the backend then never shares.
+                self.store.set_phase(job_id, claim_id, "publishing")
+                self.state = "publishing"
+                self.log.info("publishing %s", job_id)
+
+            request = PostRequest(job_id, job["account"], phone, Path(job["video_path"]),
+                                  job["caption"])
+            video_id = self.backend.post(request, self.slot, on_publishing)
+            self.store.complete(job_id, claim_id, video_id or "")
+            self.log.info("success %s (video id %s)", job_id, video_id or "-")
+        except ClaimLost as exc:
+            self.log.warning("lost the claim on %s: %s", job_id, exc)
+        except Exception as exc:  # every failure is classified and recorded, none kills the loop
+            cls = classify(exc)
+            try:
+                row = self.store.fail(job_id, claim_id, exc, cls)
+                self.log.warning("failed %s: %s [%s/%s] -> %s", job_id, exc, cls.category,
+                                 cls.error_type, row["status"])
+            except ClaimLost as lost:
+                self.log.warning("lost the claim on %s while failing it: %s", job_id, lost)
+        finally:
+            self.job = None
+            self.state = "idle"
+            if not self.spec.phone:
+                self.locks.release(phone)
+            wake.send(str(self.ctx.root), range(self.spec.n_workers))
+            self.beat()
+
+
+def worker_main(spec: WorkerSpec) -> None:
+    code = Worker(spec).run()
+    raise SystemExit(code)
+
+
+# --- the supervisor ------------------------------------------------------------------------------
+@dataclass
+class RunOptions:
+    workers: int = 1
+    phones: list[str] | None = None
+    max_passes: int = 3
+    retry_delay: float = 60.0
+    backend: str | None = None
+    lease_s: float = HEARTBEAT_LEASE_S
+
+
+@dataclass
+class Slot:
+    spec: WorkerSpec
+    process: mp.Process | None = None
+    restarts: list[float] = field(default_factory=list)
+    done: bool = False
+
+
+class Supervisor:
+    """Runs one campaign's day. Create it in the process that will hold the run lock."""
+
+    def __init__(self, ctx: PostingContext, options: RunOptions, log=None, on_tick=None):
+        self.ctx = ctx
+        self.options = options
+        self.backend_name = options.backend or ctx.settings.backend
+        self.run_id = uuid.uuid4().hex[:12]
+        self.log = log or file_logger("postdeck.supervisor", ctx.logs_dir / "supervisor.log")
+        self.store = ProgressStore.for_context(ctx, run_id=self.run_id)
+        self.slots: list[Slot] = []
+        self.stop_mode: str | None = None   # None, "graceful", "now"
+        self.on_tick = on_tick
+        self._mp = mp.get_context("spawn")
+
+    # --- checks before anything starts -----------------------------------------------------------
+    def validate_phones(self) -> None:
+        phones = self.options.phones
+        if not phones:
+            return
+        if len(phones) != self.options.workers:
+            raise Refused(f"--phones names {len(phones)} phone(s) but --workers is "
+                          f"{self.options.workers}; give one phone per worker")
+        repeated = sorted({p for p in phones if phones.count(p) > 1})
+        if repeated:
+            raise Refused(f"--phones repeats {', '.join(repeated)}; each worker needs its own phone")
+        backend = make_backend(self.ctx, self.backend_name)
+        known = set(backend.list_phones())
+        unknown = [p for p in phones if p not in known]
+        if unknown:
+            raise Refused(f"--phones: {', '.join(unknown)} not found in the {self.backend_name} "
+                          f"backend (it has: {', '.join(sorted(known)) or 'none'})")
+        self.check_phones_free(phones)
+
+    def check_phones_free(self, phones: list[str]) -> None:
+        held = held_phones(self.ctx.phones_dir)
+        busy = [f"{p} (campaign {held[p].get('campaign')}, pid {held[p].get('pid')})"
+                for p in phones if p in held]
+        if busy:
+            raise Refused(f"phone(s) held by another run: {', '.join(busy)}")
+
+    def wait_for_orphans(self, timeout: float = 60.0) -> None:
+        """Workers of a supervisor that died finish their job and leave; wait for them rather
+        than recover a claim that is still being worked on."""
+        deadline = time.time() + timeout
+        while True:
+            alive = live_workers(self.ctx)
+            if not alive:
+                return
+            if time.time() > deadline:
+                raise Refused("workers of an earlier run are still alive (pids "
+                              f"{', '.join(str(h.pid) for h in alive)}); wait for them or "
+                              "--stop-all")
+            time.sleep(0.2)
+
+    # --- the run ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        info = {"pid": os.getpid(), "create_time": create_time_of(os.getpid()),
+                "run_id": self.run_id, "started_at": time.time(), "workers": self.options.workers,
+                "backend": self.backend_name}
+        self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_info_path(self.ctx), json.dumps(info).encode())
+        self.wait_for_orphans()
+        recovered = self.store.recover_stale(live_workers=(), run_id=self.run_id)
+        for job in recovered:
+            self.log.warning("recovered stale claim %s -> %s (%s)", job["job_id"], job["status"],
+                             job["error_type"])
+        retry = RetryPolicy(self.options.retry_delay, self.options.max_passes)
+        for i in range(self.options.workers):
+            phone = self.options.phones[i] if self.options.phones else None
+            spec = WorkerSpec(index=i, campaign_root=str(self.ctx.root),
+                              campaigns_dir=str(self.ctx.host_state_dir.parent),
+                              legacy=self.ctx.legacy, phone=phone, run_id=self.run_id,
+                              n_workers=self.options.workers, retry=retry,
+                              backend=self.backend_name, parent_pid=os.getpid(),
+                              daily_limit=self.ctx.daily_limit)
+            self.slots.append(Slot(spec))
+        for slot in self.slots:
+            self._spawn(slot)
+        self.log.info("run %s started: %d worker(s), backend %s", self.run_id,
+                      self.options.workers, self.backend_name)
+
+    def _spawn(self, slot: Slot) -> None:
+        proc = self._mp.Process(target=worker_main, args=(slot.spec,),
+                                name=f"postdeck-worker-{slot.spec.index}", daemon=False)
+        proc.start()
+        slot.process = proc
+        self.log.info("worker %s started as pid %s", slot.spec.worker_id, proc.pid)
+
+    def request_stop(self, mode: str) -> None:
+        if self.stop_mode == "now":
+            return
+        self.stop_mode = "now" if mode == "now" or self.stop_mode == "graceful" else "graceful"
+        self.log.info("stop requested (%s)", self.stop_mode)
+        ids = [s.spec.worker_id for s in self.slots]
+        wake.send(str(self.ctx.root), ids, wake.STOP if self.stop_mode == "graceful" else wake.STOP_NOW)
+
+    def loop(self, poll_s: float = 0.25) -> None:
+        handled_now = False
+        while True:
+            if self.stop_mode == "now" and not handled_now:
+                self._stop_now()
+                handled_now = True
+            alive = 0
+            for slot in self.slots:
+                proc = slot.process
+                if proc is None or slot.done:
+                    continue
+                if proc.exitcode is None:
+                    alive += 1
+                    self._check_hung(slot)
+                    continue
+                self._reap(slot)
+                if not slot.done:
+                    alive += 1
+            if self.on_tick:
+                self.on_tick()
+            if alive == 0:
+                return
+            mp.connection.wait([s.process.sentinel for s in self.slots
+                                if s.process is not None and not s.done], timeout=poll_s)
+
+    def _live_ids(self) -> set[str]:
+        return {s.spec.worker_id for s in self.slots
+                if s.process is not None and s.process.exitcode is None}
+
+    def _reap(self, slot: Slot) -> None:
+        code = slot.process.exitcode
+        wid = slot.spec.worker_id
+        if code == 0:
+            slot.done = True
+            self.log.info("worker %s finished", wid)
+            return
+        self.log.error("worker %s (pid %s) died with exit code %s", wid, slot.process.pid, code)
+        recovered = self.store.recover_stale(self._live_ids(), run_id=self.run_id)
+        for job in recovered:
+            self.log.warning("recovered %s from worker %s -> %s %s", job["job_id"], wid,
+                             job["status"], job["error_type"])
+        wake.send(str(self.ctx.root), [s.spec.worker_id for s in self.slots])
+        now = time.time()
+        slot.restarts = [t for t in slot.restarts if now - t < 60] + [now]
+        if self.stop_mode is not None:
+            slot.done = True
+        elif code == 4:
+            slot.done = True  # its phone is held elsewhere: restarting would fail the same way
+        elif len(slot.restarts) > RESTARTS_PER_SLOT:
+            self.log.error("worker %s died %d times in a minute; not restarting it", wid,
+                           len(slot.restarts))
+            slot.done = True
+        else:
+            self._spawn(slot)
+
+    def _check_hung(self, slot: Slot) -> None:
+        """A live pid whose heartbeat is older than the lease is hung: kill it, then recover."""
+        path = self.ctx.heartbeats_dir / f"worker-{slot.spec.worker_id}.json"
+        try:
+            beat = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if beat.get("pid") != slot.process.pid:
+            return
+        if time.time() - float(beat.get("at", 0)) > self.options.lease_s:
+            self.log.error("worker %s heartbeat is %.0fs old; killing it", slot.spec.worker_id,
+                           time.time() - float(beat.get("at", 0)))
+            slot.process.kill()
+
+    def _stop_now(self) -> None:
+        for slot in self.slots:
+            if slot.process is not None and slot.process.exitcode is None:
+                slot.process.terminate()
+        deadline = time.time() + 5
+        for slot in self.slots:
+            if slot.process is not None:
+                slot.process.join(max(0.0, deadline - time.time()))
+                if slot.process.exitcode is None:
+                    slot.process.kill()
+                    slot.process.join(2)
+        released = self.store.recover_stale(self._live_ids(), run_id=self.run_id, counted=False)
+        for job in released:
+            self.log.warning("released %s -> %s", job["job_id"], job["status"])
+        phones = list(self.options.phones or []) or self._campaign_phones()
+        try:
+            make_backend(self.ctx, self.backend_name).stop_phones(phones)
+        except Exception as exc:  # stopping phones is best effort; the claims are already safe
+            self.log.error("could not stop phones: %s", exc)
+
+    def _campaign_phones(self) -> list[str]:
+        try:
+            return list(dict.fromkeys(a.phone for a in self.ctx.load_accounts()))
+        except Exception:
+            return []
+
+    def finish(self) -> None:
+        for slot in self.slots:
+            try:
+                (self.ctx.heartbeats_dir / f"worker-{slot.spec.worker_id}.json").unlink()
+            except FileNotFoundError:
+                pass
+        self.log.info("run %s ended: %s", self.run_id, self.store.stats())
+
+
+def alive_supervisor_pid(ctx: PostingContext) -> int | None:
+    info = read_run_info(ctx)
+    if info and process_alive(info.pid, info.create_time):
+        return info.pid
+    return None
