@@ -1,0 +1,55 @@
+"""Shared fixtures: real campaign folders in a temp dir, and the CLI run as a real process."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_campaign(root: Path, accounts: list[str] | list[tuple[str, str]], videos: int,
+                   settings: dict | None = None, captions: dict[int, str] | None = None) -> Path:
+    """A campaign folder: accounts.txt (name or (name, phone)), `videos` tiny video files with a
+    caption each (overridable by index), and campaign.json."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "videos").mkdir(exist_ok=True)
+    with open(root / "accounts.txt", "w", encoding="utf-8") as fh:
+        for a in accounts:
+            fh.write((f"{a[0]},{a[1]}" if isinstance(a, tuple) else a) + "\n")
+    with open(root / "captions.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["filename", "post_caption"])
+        for i in range(videos):
+            name = f"v{i:03d}.mp4"
+            (root / "videos" / name).write_bytes(b"\0" * 16 + bytes([i % 256]))
+            w.writerow([name, (captions or {}).get(i, f"caption {i}, with \"quotes\" 🎬")])
+    (root / "campaign.json").write_text(json.dumps(settings or {}))
+    return root
+
+
+def fast_sim(**overrides) -> dict:
+    sim = {"boot_seconds": 0.02, "post_seconds": 0.05, "failure_rate": 0.0, "seed": 1}
+    sim.update(overrides)
+    return sim
+
+
+def postdeck(*args: str, cwd: Path | None = None, timeout: float = 120,
+             env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI as an operator would, in a real process."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full_env.pop("POSTDECK_CAMPAIGNS_DIR", None)
+    return subprocess.run([sys.executable, "-m", "console", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def campaigns_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "campaigns"
+    d.mkdir()
+    return d
