@@ -12,12 +12,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Appium 3 with the uiautomator2 driver, and the fake driver the tests use: the repo is APPIUM_HOME.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json tests/appium_driver/package.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	npm run --silent check-drivers
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/postdeck --campaign demo
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
