@@ -36,6 +36,8 @@ class Settings:
     cooldown_minutes: float = 45
     rate_limit_steps: tuple[int, ...] = (60, 120, 300, 600)
     simulation: Simulation = field(default_factory=Simulation)
+    flow: str = "instagram_reel"                 # a flow in engine/flows/, or a path to one
+    appium_capabilities: dict = field(default_factory=dict)   # added to UiAutomator2's
 
     @property
     def daily_limit(self) -> int:
@@ -128,6 +130,12 @@ def load_settings(path: Path) -> Settings:
             value = tuple(value)
         elif key == "simulation":
             value = _simulation(value, bad)
+        elif key == "flow":
+            if not isinstance(value, str) or not value.strip():
+                raise bad(key, "must name a flow, like \"instagram_reel\"")
+        elif key == "appium_capabilities":
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise bad(key, 'must be an object of capabilities, like {"appium:noReset": true}')
         values[key] = value
     return Settings(**values)  # type: ignore[arg-type]
 

@@ -6,6 +6,7 @@ the backend knows it) or any other exception, which is classified by its message
 """
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +30,13 @@ class WorkerSlot:
 
     @classmethod
     def for_index(cls, worker_id: int, log_dir: Path) -> "WorkerSlot":
-        start = SYSTEM_PORT_BASE + SYSTEM_PORTS_PER_WORKER * worker_id
+        # The bases move only for tests beside a live farm (which owns 4723 and 8200 up).
+        appium_base = int(os.environ.get("POSTDECK_APPIUM_BASE_PORT", APPIUM_BASE_PORT))
+        system_base = int(os.environ.get("POSTDECK_SYSTEM_PORT_BASE", SYSTEM_PORT_BASE))
+        start = system_base + SYSTEM_PORTS_PER_WORKER * worker_id
         return cls(
             worker_id=worker_id,
-            appium_port=APPIUM_BASE_PORT + 2 * worker_id,
+            appium_port=appium_base + 2 * worker_id,
             system_port_start=start,
             system_port_end=start + SYSTEM_PORTS_PER_WORKER - 1,
             log_dir=Path(log_dir),

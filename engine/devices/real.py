@@ -1,0 +1,97 @@
+"""The backends that drive real phones: `geelark` (cloud phones started through Geelark's API and
+reached over ADB) and `adb` (phones attached to this host). Both push the video over ADB, talk to
+the worker's own Appium server, and walk the posting flow from engine/flows/."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+from ..errors import PostError
+from ..problems import InputError
+from .adb import Adb, LocalAdbPhones
+from .appium import AppiumServer, AppiumSession, stop_recorded_servers
+from .base import PhoneBackend, PostRequest, WorkerSlot
+from .flow import FlowError, load_flow
+
+log = logging.getLogger(__name__)
+
+
+class RealBackend(PhoneBackend):
+    def __init__(self, name: str, provider, adb: Adb, appium_dir: Path, flow: str,
+                 capabilities: dict | None = None):
+        self.name = name
+        self.provider = provider
+        self.adb = adb
+        self.appium_dir = Path(appium_dir)
+        self.flow = load_flow(flow)
+        self.extra_caps = dict(capabilities or {})
+        self._serials: dict[str, str] = {}
+        self._server: AppiumServer | None = None
+
+    def list_phones(self) -> list[str]:
+        return self.provider.list_phones()
+
+    def _server_for(self, slot: WorkerSlot) -> AppiumServer:
+        if self._server is None:
+            self._server = AppiumServer.for_slot(slot, self.appium_dir)
+        return self._server
+
+    def prepare(self, phone: str, slot: WorkerSlot) -> None:
+        if self.name == "geelark":
+            self.provider.ensure_started(phone)
+            host, port, password = self.provider.adb_endpoint(phone)
+            serial = f"{host}:{port}"
+            if self.adb.device_state(serial) != "device":
+                serial = self.adb.connect(host, port)
+                self.adb.glogin(serial, password)
+        else:
+            serial = self.provider.ensure_ready(phone)
+        self._serials[phone] = serial
+        self._server_for(slot).ensure_running()
+
+    def post(self, request: PostRequest, slot: WorkerSlot,
+             on_publishing: Callable[[], None]) -> str | None:
+        serial = self._serials.get(request.phone)
+        if serial is None:
+            raise PostError(f"phone {request.phone} was not prepared", error_type="device_offline")
+        if not request.video_path.is_file():
+            raise PostError(f"video file not found: {request.video_path}",
+                            error_type="video_missing", category="content")
+        server = self._server_for(slot)
+        remote = self.adb.push_media(serial, request.video_path)
+        try:
+            caps = server.capabilities(serial, extra=self.extra_caps)
+            with AppiumSession.on(server, caps) as session:
+                session.run_flow(self.flow, caption=request.caption, on_publishing=on_publishing)
+        finally:
+            try:
+                self.adb.remove_media(serial, remote)
+            except PostError as exc:  # a leftover file is harmless; the post's outcome is not
+                log.warning("could not remove %s from %s: %s", remote, serial, exc)
+        return None
+
+    def shutdown(self, slot: WorkerSlot) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def stop_phones(self, phones: list[str]) -> None:
+        stop_recorded_servers(self.appium_dir)
+        if self.name == "geelark" and phones:
+            self.provider.stop(phones)
+
+
+def make_real_backend(ctx, name: str) -> RealBackend:
+    settings = ctx.settings
+    adb = Adb()
+    if name == "geelark":
+        from .geelark import GeelarkClient, GeelarkPhones
+        provider = GeelarkPhones(GeelarkClient.from_env())
+    else:
+        provider = LocalAdbPhones(adb)
+    try:
+        return RealBackend(name, provider, adb, ctx.state_dir / "appium", settings.flow,
+                           settings.appium_capabilities)
+    except FlowError as exc:
+        raise InputError(ctx.root / "campaign.json", None, f"flow {settings.flow!r}: {exc}") from None
