@@ -172,11 +172,13 @@ class Worker:
             self.store.set_phase(job_id, claim_id, "preparing")
             self.backend.prepare(phone, self.slot)
             self.state = "posting"
+            self.beat()
 
             def on_publishing() -> None:
                 # Raises ClaimLost if the claim was recovered: the backend then never shares.
                 self.store.set_phase(job_id, claim_id, "publishing")
                 self.state = "publishing"
+                self.beat()
                 self.log.info("publishing %s", job_id)
 
             request = PostRequest(job_id, job["account"], phone, Path(job["video_path"]),
