@@ -1,7 +1,7 @@
 """A simulated farm day: how much of the phones' time goes to posting, and what the engine costs.
 
-20 phones, 5 accounts each, a daily limit of 4: 400 jobs, posted by 20 workers through the real
-CLI (`postdeck --no-ui --run`). Every job costs the simulated backend exactly `post_seconds` (plus
+20 phones, 5 accounts each, a daily limit of 4: 400 jobs, posted by 20 workers, each bound to
+its phone as a farm runs them (`--phones`), through the real CLI (`postdeck --no-ui --run`). Every job costs the simulated backend exactly `post_seconds` (plus
 one boot per phone), so everything else in a job's span, from claim to completion, is the engine.
 
     python bench/farm.py [--post-seconds 2.0] [--phones 20] [--quick]
@@ -75,7 +75,9 @@ def main() -> None:
         started = time.time()
         res = subprocess.run([sys.executable, "-m", "console", "--no-ui", "--campaigns-dir",
                               str(campaigns), "--campaign", "farm", "--run", "--workers",
-                              str(args.phones)], env=env, capture_output=True, text=True)
+                              str(args.phones), "--phones",
+                              ",".join(f"phone{p:02d}" for p in range(args.phones))],
+                             env=env, capture_output=True, text=True)
         wall = time.time() - started
         if res.returncode != 0:
             sys.exit(f"run failed: {res.stderr}")
