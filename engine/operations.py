@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .campaigns import list_campaign_dirs
+from .campaigns import Account, Video, list_campaign_dirs
 from .context import PostingContext
 from .legacy import load_scheduler_state
 from .problems import InputError, Refused
@@ -27,13 +27,16 @@ def seed(ctx: PostingContext, force_reseed: bool = False, reset_done: bool = Fal
     require_enabled(ctx)
     store = ProgressStore.for_context(ctx)
     store.validate()
-    if ctx.legacy:
-        accounts = ctx.load_accounts()
-        videos = load_scheduler_state(ctx.scheduler_state_file)
-    else:
-        campaign = ctx.load_campaign()
-        accounts, videos = campaign.accounts, campaign.videos
+    accounts, videos = load_inputs(ctx)
     return store.seed(videos, accounts, ctx.name)
+
+
+def load_inputs(ctx: PostingContext) -> tuple[list[Account], list[Video]]:
+    """The accounts and captioned videos, validated: campaign files, or legacy ones."""
+    if ctx.legacy:
+        return ctx.load_accounts(), load_scheduler_state(ctx.scheduler_state_file)
+    campaign = ctx.load_campaign()
+    return campaign.accounts, campaign.videos
 
 
 def reset_day(ctx: PostingContext) -> Path | None:
@@ -45,7 +48,9 @@ def reset_day(ctx: PostingContext) -> Path | None:
 
 def retry_all_failed(ctx: PostingContext, include_non_retryable: bool = False) -> int:
     require_enabled(ctx)
-    return ProgressStore.for_context(ctx).retry_all_failed(include_non_retryable)
+    store = ProgressStore.for_context(ctx)
+    store.validate()  # refuse a corrupt file before taking (and creating) its lock
+    return store.retry_all_failed(include_non_retryable)
 
 
 def list_campaigns(campaigns_dir: Path) -> list[dict]:

@@ -17,7 +17,7 @@ from .devices import make_backend
 from .problems import Refused
 from .runstate import live_workers, process_alive, read_run_info, running_supervisor
 from .tracker import ProgressStore
-from .workers import RunOptions, Supervisor
+from .workers import RunOptions, Supervisor, validate_phones
 
 STOP_ALL_SIGNAL = signal.SIGUSR1
 DEFAULT_MAX_PASSES = 3
@@ -62,8 +62,11 @@ def _print(message: str) -> int:
 
 
 def run_foreground(ctx: PostingContext, options: RunOptions, force_reseed: bool = False) -> int:
+    # Everything that can be wrong with the input is checked before any file is written.
     operations.require_enabled(ctx)
     ProgressStore.for_context(ctx).validate()
+    operations.load_inputs(ctx)
+    validate_phones(ctx, options)
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(ctx.run_lock_file), timeout=0)
     try:
@@ -75,7 +78,6 @@ def run_foreground(ctx: PostingContext, options: RunOptions, force_reseed: bool 
                       "--stop") from None
     try:
         supervisor = Supervisor(ctx, options)
-        supervisor.validate_phones()
         added = operations.seed(ctx, force_reseed=force_reseed, reset_done=force_reseed)
         supervisor.log.info("seeded %d job(s)", len(added))
         _install_signals(supervisor)

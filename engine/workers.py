@@ -221,6 +221,31 @@ class RunOptions:
     lease_s: float = HEARTBEAT_LEASE_S
 
 
+def validate_phones(ctx: PostingContext, options: "RunOptions") -> None:
+    """--phones: one per worker, no repeats, each known to the backend and not held by another
+    run. Checked before anything starts or is written."""
+    phones = options.phones
+    if not phones:
+        return
+    if len(phones) != options.workers:
+        raise Refused(f"--phones names {len(phones)} phone(s) but --workers is "
+                      f"{options.workers}; give one phone per worker")
+    repeated = sorted({p for p in phones if phones.count(p) > 1})
+    if repeated:
+        raise Refused(f"--phones repeats {', '.join(repeated)}; each worker needs its own phone")
+    backend_name = options.backend or ctx.settings.backend
+    known = set(make_backend(ctx, backend_name).list_phones())
+    unknown = [p for p in phones if p not in known]
+    if unknown:
+        raise Refused(f"--phones: {', '.join(unknown)} not found in the {backend_name} "
+                      f"backend (it has: {', '.join(sorted(known)) or 'none'})")
+    held = held_phones(ctx.phones_dir)
+    busy = [f"{p} (campaign {held[p].get('campaign')}, pid {held[p].get('pid')})"
+            for p in phones if p in held]
+    if busy:
+        raise Refused(f"phone(s) held by another run: {', '.join(busy)}")
+
+
 @dataclass
 class Slot:
     spec: WorkerSpec
@@ -243,32 +268,6 @@ class Supervisor:
         self.stop_mode: str | None = None   # None, "graceful", "now"
         self.on_tick = on_tick
         self._mp = mp.get_context("spawn")
-
-    # --- checks before anything starts -----------------------------------------------------------
-    def validate_phones(self) -> None:
-        phones = self.options.phones
-        if not phones:
-            return
-        if len(phones) != self.options.workers:
-            raise Refused(f"--phones names {len(phones)} phone(s) but --workers is "
-                          f"{self.options.workers}; give one phone per worker")
-        repeated = sorted({p for p in phones if phones.count(p) > 1})
-        if repeated:
-            raise Refused(f"--phones repeats {', '.join(repeated)}; each worker needs its own phone")
-        backend = make_backend(self.ctx, self.backend_name)
-        known = set(backend.list_phones())
-        unknown = [p for p in phones if p not in known]
-        if unknown:
-            raise Refused(f"--phones: {', '.join(unknown)} not found in the {self.backend_name} "
-                          f"backend (it has: {', '.join(sorted(known)) or 'none'})")
-        self.check_phones_free(phones)
-
-    def check_phones_free(self, phones: list[str]) -> None:
-        held = held_phones(self.ctx.phones_dir)
-        busy = [f"{p} (campaign {held[p].get('campaign')}, pid {held[p].get('pid')})"
-                for p in phones if p in held]
-        if busy:
-            raise Refused(f"phone(s) held by another run: {', '.join(busy)}")
 
     def wait_for_orphans(self, timeout: float = 60.0) -> None:
         """Workers of a supervisor that died finish their job and leave; wait for them rather
