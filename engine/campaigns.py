@@ -110,12 +110,17 @@ def find_videos(videos_dir: Path) -> dict[str, Path]:
 def parse_captions(path: Path, filename_column: str, caption_column: str,
                    videos: dict[str, Path]) -> list[Video]:
     text = read_text(path, "the captions file")
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: a quote that is never closed must be an error, not a caption that silently
+    # swallows every line after it (and posts them publicly).
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:
         raise InputError(path, 1, f"is empty; it needs a header with '{filename_column}' and "
                                   f"'{caption_column}'") from None
+    except csv.Error as exc:
+        raise InputError(path, 1, f"is not valid CSV ({exc}); check the quotes on this "
+                                  "line") from None
     header = [h.strip() for h in header]
     for column in (filename_column, caption_column):
         if column not in header:
@@ -147,8 +152,9 @@ def parse_captions(path: Path, filename_column: str, caption_column: str,
             if caption.strip():
                 out.append(Video(filename, videos[filename], caption))
     except csv.Error as exc:
-        raise InputError(path, reader.line_num, f"is not valid CSV ({exc}); check the quotes "
-                                                "on this line") from None
+        # `line` is where the bad row starts (an open quote may run to the end of the file)
+        raise InputError(path, line, f"is not valid CSV ({exc}); check the quotes "
+                                     "on this line") from None
     return out
 
 

@@ -15,7 +15,7 @@ from .settings import Settings
 
 
 def now_iso(now: float) -> str:
-    return datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def parse_time(text: str) -> float | None:
