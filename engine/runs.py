@@ -9,13 +9,12 @@ import subprocess
 import sys
 import time
 
-from filelock import FileLock, Timeout
-
 from . import operations
 from .context import PostingContext
 from .devices import make_backend
 from .problems import Refused
-from .runstate import live_workers, process_alive, read_run_info, running_supervisor
+from .runstate import (live_workers, process_alive, read_run_info, running_supervisor,
+                       take_run_lock)
 from .tracker import ProgressStore
 from .workers import RunOptions, Supervisor, validate_phones
 
@@ -67,15 +66,7 @@ def run_foreground(ctx: PostingContext, options: RunOptions, force_reseed: bool 
     ProgressStore.for_context(ctx).validate()
     operations.load_inputs(ctx)
     validate_phones(ctx, options)
-    ctx.state_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(ctx.run_lock_file), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        info = read_run_info(ctx)
-        raise Refused(f"a run of {ctx.describe()} is already going (supervisor pid "
-                      f"{info.pid if info else '?'}); watch it with --status, or stop it with "
-                      "--stop") from None
+    lock = take_run_lock(ctx, "--run")
     try:
         supervisor = Supervisor(ctx, options)
         added = operations.seed(ctx, force_reseed=force_reseed, reset_done=force_reseed)

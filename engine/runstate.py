@@ -135,10 +135,9 @@ def running_supervisor(ctx) -> RunInfo | None:
     return None
 
 
-@contextmanager
-def quiet_campaign(ctx, action: str) -> Iterator[None]:
-    """Hold the run lock while doing `action` so no run can start meanwhile; refuse (naming the
-    pids) while a run holds it or any worker of the campaign is still alive."""
+def take_run_lock(ctx, action: str) -> FileLock:
+    """The campaign's run lock, held by the caller until it releases it; refused, naming the
+    supervisor's pid, while a run holds it."""
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(ctx.run_lock_file), timeout=0)
     try:
@@ -146,8 +145,16 @@ def quiet_campaign(ctx, action: str) -> Iterator[None]:
     except Timeout:
         info = read_run_info(ctx)
         who = f"supervisor pid {info.pid}" if info else "another process"
-        raise Refused(f"{action} refused: a run of {ctx.describe()} is going ({who}). Stop it "
-                      "with --stop (or --stop-all) and try again when it has ended.") from None
+        raise Refused(f"{action} refused: a run of {ctx.describe()} is already going ({who}). "
+                      "Watch it with --status; stop it with --stop (or --stop-all).") from None
+    return lock
+
+
+@contextmanager
+def quiet_campaign(ctx, action: str) -> Iterator[None]:
+    """Hold the run lock while doing `action` so no run can start meanwhile; refuse (naming the
+    pids) while a run holds it or any worker of the campaign is still alive."""
+    lock = take_run_lock(ctx, action)
     try:
         alive = live_workers(ctx)
         if alive:
