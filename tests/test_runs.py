@@ -40,7 +40,8 @@ def assert_invariants(ctx: PostingContext) -> None:
     used = Counter()
     for r in rows:
         assert r[C.STATUS] != C.CLAIMED, f"claim left behind: {r[C.JOB_ID]}"
-        if r[C.STATUS] == C.SUCCESS or r[C.ERROR_TYPE] == "outcome_unknown":
+        if r[C.STATUS] == C.SUCCESS or (r[C.STATUS] == C.FAILED
+                                        and r[C.ERROR_TYPE] == "outcome_unknown"):
             used[r[C.ACCOUNT]] += 1
     assert all(n <= limit for n in used.values()), used
     successes = Counter(r[C.VIDEO_PATH] for r in rows if r[C.STATUS] == C.SUCCESS)

@@ -45,7 +45,8 @@ def check(ctx: PostingContext, acked: set[str] | None = None, allow_claims: bool
     limit = ctx.daily_limit
     used, claims = Counter(), Counter()
     for r in rows:
-        if r[C.STATUS] in (C.SUCCESS, C.CLAIMED) or r[C.ERROR_TYPE] == "outcome_unknown":
+        if r[C.STATUS] in (C.SUCCESS, C.CLAIMED) or (r[C.STATUS] == C.FAILED
+                                                     and r[C.ERROR_TYPE] == "outcome_unknown"):
             used[r[C.ACCOUNT]] += 1
         if r[C.STATUS] == C.CLAIMED:
             claims[r[C.ACCOUNT]] += 1

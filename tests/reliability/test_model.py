@@ -266,7 +266,8 @@ class StoreMachine(RuleBasedStateMachine):
         for r in rows:
             if r[C.STATUS] == C.CLAIMED:
                 claimed[r[C.ACCOUNT]] += 1
-            if r[C.STATUS] == C.SUCCESS or r[C.ERROR_TYPE] == "outcome_unknown":
+            if r[C.STATUS] == C.SUCCESS or (r[C.STATUS] == C.FAILED
+                                            and r[C.ERROR_TYPE] == "outcome_unknown"):
                 by_account[r[C.ACCOUNT]] += 1
         assert all(n <= 1 for n in claimed.values()), "two running jobs on one account"
         assert all(n + claimed[a] <= self.model.limit for a, n in by_account.items()), \

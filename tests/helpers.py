@@ -1,0 +1,159 @@
+"""Shared builders for the store, campaign and CLI tests: a temp campaign on real files, progress
+rows, an injectable clock, byte-for-byte snapshots, and the CLI run as a real process.
+
+Import from here (`from helpers import ...`); tests/conftest.py belongs to the lead.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from engine import columns as C
+from engine.campaigns import Account, Video
+from engine.settings import Settings
+from engine.tracker import ProgressStore, RetryPolicy
+
+REPO = Path(__file__).resolve().parent.parent
+
+# 2025-06-15 12:00:00 UTC: a fixed, whole-second moment (the store writes ISO times in seconds).
+T0 = 1_749_988_800.0
+
+
+class Clock:
+    """An injected clock: `store.clock = clock`; moving it never sleeps."""
+
+    def __init__(self, now: float = T0):
+        self.now = float(now)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+def settings(**overrides) -> Settings:
+    return replace(Settings(), **overrides)
+
+
+# --- progress rows ----------------------------------------------------------------------------
+def row(job_id: str, account: str, status: str = C.PENDING, **fields: str) -> list[str]:
+    """One 20-column progress row; keyword arguments name columns (phone_id=..., error_type=...)."""
+    r = [""] * C.WIDTH
+    r[C.JOB_ID] = job_id
+    r[C.ACCOUNT] = account
+    r[C.VIDEO_PATH] = f"/videos/{job_id}.mp4"
+    r[C.CAPTION] = f"caption of {job_id}"
+    r[C.STATUS] = status
+    r[C.ATTEMPTS] = "0"
+    r[C.MAX_ATTEMPTS] = "3"
+    r[C.PASS_NUMBER] = "1"
+    for key, value in fields.items():
+        r[C.COLUMNS.index(key)] = str(value)
+    return r
+
+
+def progress_bytes(rows: list[list[str]], header: tuple[str, ...] = C.COLUMNS,
+                   lineterminator: str = "\n") -> bytes:
+    """The file as csv writes it; the earlier system used csv's default "\r\n"."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf, lineterminator=lineterminator)
+    w.writerow(header)
+    for r in rows:
+        w.writerow(r[: len(header)])
+    return buf.getvalue().encode("utf-8")
+
+
+def write_progress(path: Path, rows: list[list[str]],
+                   header: tuple[str, ...] = C.COLUMNS) -> Path:
+    path.write_bytes(progress_bytes(rows, header))
+    return path
+
+
+def make_store(folder: Path, rows: list[list[str]] | None = None, *, clock: Clock | None = None,
+               retry: RetryPolicy | None = None, name: str = "progress.csv",
+               **setting_overrides) -> ProgressStore:
+    """A ProgressStore on `folder/progress.csv` (written from `rows` when given) with its ledger
+    `folder/posted.csv`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if rows is not None:
+        write_progress(path, rows)
+    return ProgressStore(path, folder / "posted.csv", settings(**setting_overrides),
+                         retry=retry or RetryPolicy(retry_delay_s=60.0, max_passes=3),
+                         clock=clock or Clock())
+
+
+def by_id(store: ProgressStore) -> dict[str, dict[str, str]]:
+    return {j["job_id"]: j for j in store.jobs()}
+
+
+def videos(folder: Path, names: list[str], caption: str = "cap") -> list[Video]:
+    return [Video(n, folder / n, f"{caption} {n}") for n in names]
+
+
+def accounts(*names: str | tuple[str, str]) -> list[Account]:
+    return [Account(n, n) if isinstance(n, str) else Account(*n) for n in names]
+
+
+# --- snapshots --------------------------------------------------------------------------------
+def snapshot(path: Path) -> tuple[bytes, int]:
+    """The file's bytes and mtime: 'byte-for-byte unchanged' compares both."""
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+# --- campaigns --------------------------------------------------------------------------------
+def make_campaign(campaigns_dir: Path, name: str = "demo", *,
+                  accounts: list[str | tuple[str, str]] | None = None,
+                  videos: int | list[str] = 4, captions: dict[str, str] | None = None,
+                  settings: dict | None = None, accounts_text: str | None = None,
+                  captions_bytes: bytes | None = None) -> Path:
+    """A campaign folder with accounts.txt, captions.csv, videos/ and campaign.json.
+    `videos` is a count (v000.mp4 ...) or a list of file names (may hold sub-folders);
+    `captions` maps file name -> caption (default: a caption for every video)."""
+    root = campaigns_dir / name
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    if accounts_text is None:
+        accounts = accounts or ["acc_a", "acc_b"]
+        accounts_text = "".join((f"{a[0]},{a[1]}" if isinstance(a, tuple) else a) + "\n"
+                                for a in accounts)
+    (root / "accounts.txt").write_text(accounts_text, encoding="utf-8")
+    names = [f"v{i:03d}.mp4" for i in range(videos)] if isinstance(videos, int) else videos
+    for i, rel in enumerate(names):
+        p = root / "videos" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"\0\0\0\x18ftypmp42" + bytes([i % 256]))
+    if captions_bytes is None:
+        if captions is None:
+            captions = {Path(n).name: f"caption for {Path(n).name}" for n in names}
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["filename", "post_caption"])
+        for fname, cap in captions.items():
+            w.writerow([fname, cap])
+        captions_bytes = buf.getvalue().encode("utf-8")
+    (root / "captions.csv").write_bytes(captions_bytes)
+    if settings is not None:
+        (root / "campaign.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    return root
+
+
+# --- the CLI as a real process ----------------------------------------------------------------
+def run_cli(*args: str, cwd: Path | None = None, campaigns_dir: Path | None = None,
+            env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python -m console ARGS` in a real process (the way an operator runs postdeck)."""
+    full_env = {k: v for k, v in os.environ.items()
+                if k not in ("POSTDECK_CAMPAIGNS_DIR", "POSTDECK_STATE_DIR")}
+    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+    if campaigns_dir is not None:
+        full_env["POSTDECK_CAMPAIGNS_DIR"] = str(campaigns_dir)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "console", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
