@@ -434,6 +434,14 @@ def main() -> int:
     print()
     print("ms/op = one claim + one complete; 'vs naive' = how many times faster than naive;")
     print("1k->10k = ms/op at 10,000 rows / ms/op at 1,000 rows (linear growth would be 10x).")
+    if "postdeck" in impls and "naive" in impls and 5000 in plan:
+        for procs in modes:
+            mode = "single" if procs == 1 else f"{procs} procs"
+            ratio = results[(5000, procs, "naive")] / results[(5000, procs, "postdeck")]
+            growth = results[(last, procs, "postdeck")] / results[(first, procs, "postdeck")]
+            print(f"figure: store at 5,000 rows, {mode}, times faster than naive | {ratio:.1f}x"
+                  " | >= 5x")
+            print(f"figure: store growth 1k->10k rows, {mode} | {growth:.1f}x | <= 10x")
     return 0
 
 
