@@ -25,6 +25,7 @@ HEARTBEAT_EVERY_S = 2.0
 # A worker whose heartbeat is older than this is treated as dead even if its pid exists
 # (hung in the kernel, stopped with SIGSTOP, or a pid that was reused).
 HEARTBEAT_LEASE_S = 30.0
+RUN_LOCK_WAIT_S = 0.5
 
 
 def process_alive(pid: int, create_time: float | None = None) -> bool:
@@ -121,8 +122,9 @@ def read_run_info(ctx) -> RunInfo | None:
 
 
 def running_supervisor(ctx) -> RunInfo | None:
-    """The live supervisor of this campaign, or None. The run lock is the truth: run.json only
-    tells who holds it."""
+    """The live supervisor of this campaign, or None. The run lock is the truth (the OS frees it
+    when the holder dies); run.json only says who holds it. The probe holds the lock for an
+    instant, so take_run_lock waits a little before it calls a run 'already going'."""
     if not ctx.run_lock_file.exists():
         return None
     lock = FileLock(str(ctx.run_lock_file), timeout=0)
@@ -139,7 +141,8 @@ def take_run_lock(ctx, action: str) -> FileLock:
     """The campaign's run lock, held by the caller until it releases it; refused, naming the
     supervisor's pid, while a run holds it."""
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(ctx.run_lock_file), timeout=0)
+    # A short wait, not 0: a status probe (running_supervisor) may hold the lock for an instant.
+    lock = FileLock(str(ctx.run_lock_file), timeout=RUN_LOCK_WAIT_S, poll_interval=0.01)
     try:
         lock.acquire()
     except Timeout:

@@ -1,0 +1,419 @@
+"""The postdeck console: one dashboard of live panels, every action one key away.
+
+Polling: a timer fires, a thread worker reads the engine (`Feed.poll`, no locks taken), the main
+thread hands the rows to the panels, and only then is the next poll scheduled with `set_timer` —
+polls never overlap, however slow the disk. Actions (start, stop, seed, retry, reset) run in
+thread workers and report with a notification; each one takes its campaign (or job) when the key
+is pressed, never from where the cursor is later. Quitting the console leaves a run going: the
+supervisor runs detached, in its own session.
+"""
+from __future__ import annotations
+
+import gc
+import time
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.timer import Timer
+
+from engine import operations
+from engine.context import PostingContext
+from engine.problems import InputError, Refused
+from engine.runstate import process_alive, quiet_campaign
+
+from .screens.confirm import ConfirmModal
+from .screens.dashboard import PANELS, DashboardScreen
+from .screens.help import HelpScreen
+from .screens.job_detail import JobDetailScreen
+from .screens.start_form import StartForm, StartRequest
+from .widgets.accounts import AccountsPanel
+from .widgets.campaigns import CampaignsPanel
+from .widgets.feed import Feed, Frame
+from .widgets.jobs import JobsPanel
+from .widgets.live_table import LiveTable
+from .widgets.workers import WorkersPanel
+
+ERROR_TIMEOUT = 12.0
+DEFAULT_MAX_WORKERS = 4
+
+# (action, title in the command palette, help); the keys are in PostdeckApp.BINDINGS
+COMMANDS = (
+    ("start", "Start a run", "open the start form: workers and phones"),
+    ("stop", "Stop the run", "workers finish their current job, then the run ends"),
+    ("stop_all", "Stop all now", "end now, release claims, stop the phones"),
+    ("reset_day", "Reset the day", "archive today's progress file and start a new day"),
+    ("seed", "Seed today's jobs", "add jobs for videos not posted yet"),
+    ("retry_failed", "Retry failed jobs", "put retryable failed jobs back in the queue"),
+    ("filter", "Filter the focused panel", "type to narrow the rows"),
+    ("job_detail", "Job detail", "the job under the cursor: caption, error, log lines"),
+    ("next_panel", "Next panel", "move the focus to the next panel"),
+    ("help", "Help", "every key and what the states mean"),
+    ("quit", "Quit the console", "a run goes on; reopen the console to watch it"),
+)
+
+
+class ConsoleCommands(Provider):
+    """Every console action in the command palette (ctrl+p)."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        app = self.app
+        return [(title, help_text, getattr(app, f"action_{action}"))
+                for action, title, help_text in COMMANDS]
+
+    async def discover(self) -> Hits:
+        for title, help_text, callback in self._commands():
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, callback in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+
+
+class PostdeckApp(App[int]):
+    CSS_PATH = "console.tcss"
+    TITLE = "postdeck"
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+
+    BINDINGS = [
+        Binding("s", "start", "Start", id="start"),
+        Binding("x", "stop", "Stop", id="stop"),
+        Binding("X", "stop_all", "Stop all", id="stop-all"),
+        Binding("R", "reset_day", "Reset day", id="reset-day"),
+        Binding("S", "seed", "Seed", id="seed"),
+        Binding("r", "retry_failed", "Retry", id="retry-failed"),
+        Binding("slash", "filter", "Filter", id="filter", key_display="/"),
+        Binding("question_mark", "help", "Help", id="help", key_display="?"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    def __init__(self, campaigns_dir: Path, campaign: str | None = None, *,
+                 extra_roots: list[Path] | None = None,
+                 clock: Callable[[], float] = time.time,
+                 pid_alive: Callable[[int, float | None], bool] = process_alive,
+                 poll_interval: float = 1.0, blink: bool = True) -> None:
+        super().__init__()
+        self.feed = Feed(campaigns_dir, extra_roots, clock=clock, pid_alive=pid_alive)
+        self.campaign = campaign
+        self.opened_with_campaign = campaign is not None
+        self.poll_interval = poll_interval
+        self.blink = blink
+        self.frame: Frame | None = None
+        self.frame_count = 0
+        self.last_apply_cpu = 0.0
+        self._polling = False
+        self._poll_soon = False
+        self._timer: Timer | None = None
+        self._last_error: str | None = None
+        self._froze = False
+        self.messages: list[tuple[str, str]] = []     # (severity, text) of every notification
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every notification is plain text (engine messages hold brackets and paths)."""
+        self.messages.append((severity, message))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    # --- screens -----------------------------------------------------------------------------------
+    def get_default_screen(self) -> DashboardScreen:
+        return DashboardScreen(focus="jobs" if self.opened_with_campaign else "campaigns",
+                               blink=self.blink)
+
+    @property
+    def dashboard(self) -> DashboardScreen:
+        screen = self.screen_stack[0]
+        assert isinstance(screen, DashboardScreen)
+        return screen
+
+    def on_mount(self) -> None:
+        if self.campaign is None:
+            self.campaign = self.feed.first_campaign()
+        self._schedule(0)
+
+    def on_unmount(self) -> None:
+        if self._froze:     # the app is done: what it froze may be collected again
+            gc.unfreeze()
+
+    # --- polling -----------------------------------------------------------------------------------
+    def _schedule(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(max(delay, 0.01), self._poll, name="poll")
+
+    def _poll(self) -> None:
+        if self._polling:
+            return
+        self._polling = True
+        self._fetch(self.campaign)
+
+    def request_refresh(self) -> None:
+        """Poll as soon as possible (right after the poll in flight, if any)."""
+        if self._polling:
+            self._poll_soon = True
+        else:
+            self._schedule(0)
+
+    @work(thread=True, group="poll", exit_on_error=False)
+    def _fetch(self, campaign: str | None) -> None:
+        try:
+            frame, error = self.feed.poll(campaign), None
+        except Exception as exc:  # the console must outlive any bad read; it says why
+            frame, error = None, exc
+        try:
+            self.call_from_thread(self._apply, frame, error)
+        except RuntimeError:
+            pass  # the app is closing
+
+    def _apply(self, frame: Frame | None, error: Exception | None) -> None:
+        self._polling = False
+        if not self.screen_stack:
+            return      # closing
+        try:
+            if error is not None:
+                message = f"reading the campaign failed: {error}"
+                if message != self._last_error:
+                    self._last_error = message
+                    self.notify(message, severity="error", timeout=ERROR_TIMEOUT)
+            elif frame is not None and frame.campaign == self.campaign:
+                started = time.thread_time()
+                self.dashboard.apply(frame)
+                if self.frame_count == 0:
+                    if self.campaign:
+                        self.dashboard.campaigns.move_to_key(self.campaign)
+                    # What is loaded now lives as long as the app: keep the cyclic garbage
+                    # collector from walking it on every full collection (10,000 rows and more).
+                    gc.freeze()
+                    self._froze = True
+                self.last_apply_cpu = time.thread_time() - started
+                self.frame = frame
+                self.frame_count += 1
+                if frame.header.error and frame.header.error != self._last_error:
+                    self.notify(frame.header.error, severity="error", timeout=ERROR_TIMEOUT)
+                self._last_error = frame.header.error
+        finally:
+            soon, self._poll_soon = self._poll_soon, False
+            if frame is not None and frame.campaign != self.campaign:
+                soon = True   # the operator opened another campaign meanwhile
+            self._schedule(0 if soon else self.poll_interval)
+
+    # --- what an action acts on --------------------------------------------------------------------
+    def target_campaign(self) -> str | None:
+        """The campaign under the cursor when the campaigns panel has focus, else the open one."""
+        if isinstance(self.focused, CampaignsPanel) and self.focused.cursor_key:
+            return self.focused.cursor_key
+        return self.campaign
+
+    def open_campaign(self, name: str) -> None:
+        if name != self.campaign:
+            self.campaign = name
+            self.dashboard.clear_campaign()
+            self.request_refresh()
+
+    def _ctx_for(self, name: str) -> PostingContext:
+        return self.feed.context(name)
+
+    def _need_campaign(self) -> str | None:
+        name = self.target_campaign()
+        if name is None:
+            self.notify("no campaign: put one in the campaigns folder", severity="warning")
+        return name
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _run(self, label: str, name: str, action: Callable[[PostingContext], str]) -> None:
+        """Run an engine action off the main thread; its result or refusal is notified."""
+        try:
+            message, severity = action(self._ctx_for(name)), "information"
+        except (InputError, Refused) as exc:
+            message, severity = str(exc), "error"
+        except Exception as exc:  # an unexpected failure is shown, never a crash
+            message, severity = f"{label} failed: {type(exc).__name__}: {exc}", "error"
+        self.call_from_thread(self._report, label, message, severity)
+
+    def _report(self, label: str, message: str, severity: str) -> None:
+        self.notify(message, title=label, severity=severity,
+                    timeout=ERROR_TIMEOUT if severity == "error" else 6)
+        self.request_refresh()
+
+    # --- actions -----------------------------------------------------------------------------------
+    def action_start(self) -> None:
+        name = self._need_campaign()
+        if name is None:
+            return
+        try:
+            ctx = self._ctx_for(name)
+            phones = {a.phone for a in ctx.load_accounts()}
+        except InputError as exc:
+            self.notify(str(exc), title="Start", severity="error", timeout=ERROR_TIMEOUT)
+            return
+        workers = max(1, min(len(phones), DEFAULT_MAX_WORKERS))
+
+        def started(request: StartRequest | None) -> None:
+            if request is not None:
+                self._run("Start", name, partial(_start, request=request))
+
+        self.push_screen(StartForm(ctx, workers, blink=self.blink), started)
+
+    def action_stop(self) -> None:
+        name = self._need_campaign()
+        if name is not None:
+            self._run("Stop", name, partial(_stop, now=False))
+
+    def action_stop_all(self) -> None:
+        name = self._need_campaign()
+        if name is None:
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._run("Stop all", name, partial(_stop, now=True))
+
+        self.push_screen(ConfirmModal(
+            f"Stop all of {name} now?",
+            "Workers end at once, their claims are released and the campaign's phones and Appium "
+            "servers are stopped. A job in the middle of publishing ends with an unknown outcome.",
+            "stop all"), confirmed)
+
+    def action_reset_day(self) -> None:
+        name = self._need_campaign()
+        if name is not None:
+            self._check_reset(name)
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _check_reset(self, name: str) -> None:
+        """Ask the engine first: while a run or a worker is alive the refusal is shown and
+        nothing else happens."""
+        try:
+            ctx = self._ctx_for(name)
+            with quiet_campaign(ctx, "--reset-day"):
+                pass
+        except (InputError, Refused) as exc:
+            self.call_from_thread(self._report, "Reset day", str(exc), "error")
+            return
+        self.call_from_thread(self._confirm_reset, name, ctx)
+
+    def _confirm_reset(self, name: str, ctx: PostingContext) -> None:
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._run("Reset day", name, _reset_day)
+
+        self.push_screen(ConfirmModal(
+            f"Reset the day of {name}?",
+            f"{ctx.progress_file.name} is archived as {ctx.archive_prefix}_{self._today(ctx)}.csv "
+            "(nothing is deleted) and a new, empty day starts. Seed it with S.",
+            "reset the day"), confirmed)
+
+    def _today(self, ctx: PostingContext) -> str:
+        return datetime.fromtimestamp(self.feed.clock(), ctx.settings.tz).strftime("%Y%m%d")
+
+    def action_seed(self) -> None:
+        name = self._need_campaign()
+        if name is not None:
+            self._run("Seed", name, _seed)
+
+    def action_retry_failed(self) -> None:
+        name = self._need_campaign()
+        if name is None:
+            return
+        failed = ""
+        if self.frame is not None and self.frame.campaign == name:
+            failed = f"{self.frame.header.counts.get('failed', 0)} job(s) are failed. "
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._run("Retry failed", name, _retry)
+
+        self.push_screen(ConfirmModal(
+            f"Retry the failed jobs of {name}?",
+            f"{failed}Retryable failures go back in the queue with fresh attempts. Account and "
+            "content errors and unknown outcomes stay failed (retry those with --no-ui "
+            "--retry-all-failed --retry-include-non-retryable once you have checked them).",
+            "retry"), confirmed)
+
+    def action_filter(self) -> None:
+        if not self.dashboard.open_filter():
+            self.notify("this panel has no filter; tab to a table", severity="warning")
+
+    def action_next_panel(self) -> None:
+        self.dashboard.action_next_panel()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        self.exit(0)
+
+    def action_job_detail(self) -> None:
+        """Detail of the job under the jobs panel's cursor (from the command palette)."""
+        key = self.dashboard.jobs.cursor_key
+        if key is None:
+            self.notify("no job under the cursor", severity="warning")
+        else:
+            self.show_job(key)
+
+    def show_job(self, job_id: str) -> None:
+        if self.campaign is None:
+            return
+        try:
+            ctx = self._ctx_for(self.campaign)
+        except InputError as exc:
+            self.notify(str(exc), severity="error", timeout=ERROR_TIMEOUT)
+            return
+        self.push_screen(JobDetailScreen(ctx, job_id))
+
+    # --- enter on a panel --------------------------------------------------------------------------
+    def on_live_table_selected(self, event: LiveTable.Selected) -> None:
+        table, key = event.table, event.key
+        if isinstance(table, CampaignsPanel):
+            self.open_campaign(key)
+            self.dashboard.activate([p for p, _ in PANELS].index("jobs"))
+        elif isinstance(table, JobsPanel):
+            self.show_job(key)
+        elif isinstance(table, WorkersPanel):
+            job = table.get_cell(key, "job")
+            if job:
+                self.show_job(job)
+            else:
+                self.notify(f"worker {key} has no job now")
+        elif isinstance(table, AccountsPanel):
+            self.dashboard.filter_jobs(key)
+
+
+# --- the engine calls, run in thread workers ---------------------------------------------------------
+def _start(ctx: PostingContext, request: StartRequest) -> str:
+    from engine import runs
+    pid = runs.start_detached(ctx, request.workers, request.phones)
+    bound = f" on {', '.join(request.phones)}" if request.phones else ""
+    return f"run started: {request.workers} worker(s){bound}, supervisor pid {pid}"
+
+
+def _stop(ctx: PostingContext, now: bool) -> str:
+    from engine import runs
+    return runs.request_stop(ctx, now=now) or f"{ctx.describe()}: stop requested"
+
+
+def _reset_day(ctx: PostingContext) -> str:
+    archive = operations.reset_day(ctx)
+    if archive is None:
+        return f"{ctx.describe()}: new day started (there was no progress file to archive)"
+    return f"{ctx.describe()}: new day started; the old one is archived as {archive.name}"
+
+
+def _seed(ctx: PostingContext) -> str:
+    added = operations.seed(ctx)
+    if not added:
+        return f"{ctx.describe()}: nothing to seed (every account has its jobs, or no video is left)"
+    accounts = len({job["account"] for job in added})
+    return f"{ctx.describe()}: seeded {len(added)} job(s) for {accounts} account(s)"
+
+
+def _retry(ctx: PostingContext) -> str:
+    n = operations.retry_all_failed(ctx)
+    return f"{ctx.describe()}: {n} failed job(s) put back in the queue"

@@ -1,0 +1,145 @@
+"""Job detail: every field of one job, its full caption and error, and the log lines that name it
+(supervisor and worker logs, rotated ones included). Read in a thread worker, without the lock."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from engine.context import PostingContext
+from engine.problems import InputError
+from engine.tracker import ProgressStore
+
+MAX_LOG_LINES = 200
+MAX_LOG_BYTES = 8 * 1024 * 1024      # per file: the rotated logs are 5 MB each
+
+
+@dataclass
+class JobDetail:
+    job_id: str
+    job: dict[str, str] | None = None
+    log_lines: list[tuple[str, str]] = field(default_factory=list)   # (source, line)
+    error: str | None = None
+
+
+def _log_files(logs_dir: Path) -> list[Path]:
+    if not logs_dir.is_dir():
+        return []
+    return sorted(p for p in logs_dir.iterdir()
+                  if p.is_file() and (p.suffix == ".log" or ".log." in p.name))
+
+
+def job_log_lines(logs_dir: Path, job_id: str) -> list[tuple[str, str]]:
+    """Lines naming the job, oldest first (lines start with their timestamp)."""
+    found: list[tuple[str, str]] = []
+    needle = job_id.encode()
+    for path in _log_files(logs_dir):
+        try:
+            with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size > MAX_LOG_BYTES:
+                    fh.seek(size - MAX_LOG_BYTES)
+                data = fh.read()
+        except OSError:
+            continue
+        if needle not in data:
+            continue
+        source = path.name.split(".log")[0]
+        for line in data.split(b"\n"):
+            if needle in line:
+                found.append((source, line.decode("utf-8", "replace").rstrip("\r")))
+    found.sort(key=lambda item: item[1][:19])
+    return found[-MAX_LOG_LINES:]
+
+
+def load_job(ctx: PostingContext, job_id: str) -> JobDetail:
+    detail = JobDetail(job_id)
+    try:
+        detail.job = ProgressStore.for_context(ctx).job(job_id)
+    except InputError as exc:
+        detail.error = str(exc)
+    detail.log_lines = job_log_lines(ctx.logs_dir, job_id)
+    return detail
+
+
+FIELDS = (("status", "status"), ("phase", "phase"), ("account", "account"),
+          ("phone", "phone_id"), ("worker", "worker_id"), ("attempts", "attempts"),
+          ("max attempts", "max_attempts"), ("pass", "pass_number"),
+          ("claimed at", "claimed_at"), ("completed at", "completed_at"),
+          ("retry at", "retry_at"), ("error type", "error_type"),
+          ("error category", "error_category"), ("run", "run_id"), ("video id", "video_id"),
+          ("video", "video_path"))
+
+
+def render_detail(d: JobDetail):
+    if d.error:
+        return Text(d.error, style="bold red")
+    if d.job is None:
+        return Text(f"job {d.job_id} is not in today's progress file (was the day reset?)",
+                    style="yellow")
+    job = d.job
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, key in FIELDS:
+        grid.add_row(label, job.get(key) or "-")
+    parts = [grid, Text(""), Text("Caption", style="bold"), Text(job.get("caption") or "-")]
+    parts += [Text(""), Text("Error", style="bold"),
+              Text(job.get("error") or "-", style="red" if job.get("error") else "")]
+    parts += [Text(""), Text(f"Log lines ({len(d.log_lines)})", style="bold")]
+    if not d.log_lines:
+        parts.append(Text("no log line names this job", style="dim"))
+    for source, line in d.log_lines:
+        text = Text(no_wrap=False)
+        text.append(f"{source:<12} ", style="cyan")
+        text.append(line, style="red" if " ERROR " in line else
+                    "yellow" if " WARNING " in line else "")
+        parts.append(text)
+    return Group(*parts)
+
+
+class JobDetailScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    JobDetailScreen { align: center middle; }
+    JobDetailScreen > VerticalScroll {
+        width: 96%; height: 92%; border: round $accent; background: $surface; padding: 0 1;
+    }
+    """
+    BINDINGS = [Binding("escape,q", "close", "Close", id="detail-close")]
+
+    def __init__(self, ctx: PostingContext, job_id: str) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.job_id = job_id
+        self.detail: JobDetail | None = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll() as scroll:
+            scroll.border_title = f"Job {self.job_id}"
+            scroll.border_subtitle = "esc: close"
+            yield Static("loading…", id="detail-body")
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @work(thread=True, exit_on_error=False)
+    def load(self) -> None:
+        detail = load_job(self.ctx, self.job_id)
+        self.app.call_from_thread(self.show, detail)
+
+    def show(self, detail: JobDetail) -> None:
+        self.detail = detail
+        self.query_one("#detail-body", Static).update(render_detail(detail))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,350 @@
+"""What the panels draw, gathered off the main thread.
+
+`Feed.poll(campaign)` runs in a thread worker: it reads the progress store, heartbeats, run lock
+and supervisor log without taking the store's lock (a replaced file is always whole), and returns
+a `Frame` with every panel's rows already formatted. The main thread only hands the rows to the
+tables, which apply just what changed. It mirrors engine/status.py's `campaign_status` (the dict
+`--status --json` prints) from the same engine functions, with the clock and the liveness check
+injectable so tests can freeze time.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from engine import columns as C
+from engine.campaigns import list_campaign_dirs
+from engine.context import PostingContext
+from engine.phones import held_phones
+from engine.problems import InputError
+from engine.runstate import process_alive, read_heartbeats, running_supervisor
+from engine.tracker import parse_progress
+
+from .accounts import AccountRows, AccountStates
+from .campaigns import CampaignInfo, campaign_row
+from .jobs import JobRows
+from .live_table import Row
+from .workers import sort_key, worker_row
+
+SPARK_HOURS = 12
+LOG_KEEP = 300
+LOG_TAIL_BYTES = 64 * 1024
+
+
+@dataclass
+class Header:
+    campaign: str | None = None
+    running: bool = False
+    supervisor_pid: int | None = None
+    enabled: bool = True
+    backend: str = ""
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(C.STATUSES, 0))
+    total: int = 0
+    posts_last_hour: int = 0
+    spark: list[int] = field(default_factory=lambda: [0] * SPARK_HOURS)
+    workers_alive: int = 0
+    error: str | None = None
+    loading: bool = False                # before the first poll arrived
+
+
+@dataclass
+class Frame:
+    campaign: str | None
+    at: float
+    header: Header
+    campaigns: dict[str, Row]
+    workers: dict[str, Row] | None = None     # None: leave the panel as it is
+    accounts: dict[str, Row] | None = None
+    jobs: dict[str, Row] | None = None
+    log_reset: bool = False
+    log_lines: list[str] = field(default_factory=list)
+    fetch_cpu: float = 0.0
+
+
+class LogTail:
+    """Follows a log file: the last lines at first, then what was appended. A rotated or
+    truncated file starts over."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.inode: int | None = None
+        self.offset = 0
+        self.partial = b""
+
+    def read(self) -> tuple[bool, list[str]]:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            if self.inode is None:
+                return False, []
+            self.inode, self.offset, self.partial = None, 0, b""
+            return True, []
+        reset = False
+        if st.st_ino != self.inode or st.st_size < self.offset \
+                or st.st_size - self.offset > 4 * LOG_TAIL_BYTES:
+            reset = True
+            self.inode = st.st_ino
+            self.offset = max(0, st.st_size - LOG_TAIL_BYTES)
+            self.partial = b""
+        if st.st_size == self.offset:
+            return reset, []
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read(st.st_size - self.offset)
+        except OSError:
+            return reset, []
+        skip_first = reset and self.offset > 0
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        if skip_first and lines:
+            lines = lines[1:]     # we started in the middle of a line
+        return reset, [ln.decode("utf-8", "replace").rstrip("\r") for ln in lines[-LOG_KEEP:]]
+
+
+HEADER = (",".join(C.COLUMNS) + "\n").encode()
+STATUSES = frozenset(C.STATUSES)
+
+
+class ProgressReader:
+    """Reads a progress file for display, without the lock (it is always replaced whole).
+
+    A poll mostly finds a few rows changed among thousands, anywhere in the file. Rows are kept
+    with the bytes of their line, so only new or changed lines are parsed (a line is compared
+    with the one at the same place first, then looked up by its bytes when rows moved). Anything
+    unusual (an older header, CRLF, a record spanning lines, a bad row) goes to the engine's own
+    parser, which gives the same rows or the operator's message naming the file and line."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._data: bytes | None = None
+        self._lines: list[bytes] = []
+        self._rows: list[list[str]] = []
+
+    def read(self) -> list[list[str]]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        if data == self._data:
+            return self._rows
+        if not data:
+            lines, rows = [], []
+        else:
+            lines, rows = self._fast(data) or ([], None)
+            if rows is None:
+                rows = parse_progress(self.path, data).rows   # raises CorruptProgressFile
+        self._data, self._lines, self._rows = data, lines, rows
+        return rows
+
+    def _fast(self, data: bytes) -> tuple[list[bytes], list[list[str]]] | None:
+        if not data.startswith(HEADER) or b"\r" in data or not data.endswith(b"\n"):
+            return None
+        body = data[len(HEADER):-1]
+        lines = body.split(b"\n") if body else []
+        old_lines, old_rows = self._lines, self._rows
+        n_old = len(old_lines)
+        by_line: dict[bytes, list[str]] | None = None
+        rows: list[list[str] | None] = []
+        fresh: list[int] = []
+        for i, line in enumerate(lines):
+            if i < n_old and old_lines[i] == line:
+                rows.append(old_rows[i])
+                continue
+            if by_line is None:
+                by_line = dict(zip(old_lines, old_rows))
+            row = by_line.get(line)
+            if row is None:
+                if line.count(b'"') % 2:    # a quoted newline: this record spans lines
+                    return None
+                fresh.append(i)
+            rows.append(row)
+        if fresh:
+            try:
+                parsed = list(csv.reader([lines[i].decode("utf-8") for i in fresh], strict=True))
+            except (UnicodeDecodeError, csv.Error):
+                return None
+            if len(parsed) != len(fresh):
+                return None
+            for i, row in zip(fresh, parsed):
+                if len(row) != C.WIDTH or row[C.STATUS] not in STATUSES:
+                    return None
+                rows[i] = row
+        if len({row[C.JOB_ID] for row in rows}) != len(rows):
+            return None                       # a duplicate job: the engine names its lines
+        return lines, rows  # type: ignore[return-value]
+
+
+class AliveCheck:
+    """Whether a worker's process lives, asked at most every `every` seconds per process: a
+    hundred workers polled every second would otherwise cost a hundred /proc reads a poll. A dead
+    process stays dead (its create time cannot come back)."""
+
+    def __init__(self, check: Callable[[int, float | None], bool], every: float = 3.0):
+        self.check = check
+        self.every = every
+        self._seen: dict[tuple[int, float], tuple[bool, float]] = {}
+
+    def __call__(self, pid: int, create_time: float, now: float) -> bool:
+        key = (pid, create_time)
+        hit = self._seen.get(key)
+        if hit is not None and (not hit[0] or now - hit[1] < self.every):
+            return hit[0]
+        alive = self.check(pid, create_time)
+        self._seen[key] = (alive, now)
+        if len(self._seen) > 4096:
+            self._seen.clear()
+        return alive
+
+
+class AccountsFile:
+    """accounts.txt parsed again only when it changed."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, tuple[tuple[int, int], list]] = {}
+
+    def load(self, ctx: PostingContext) -> list:
+        try:
+            st = ctx.accounts_file.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = (0, -1)
+        hit = self._seen.get(ctx.accounts_file)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        accounts = ctx.load_accounts()          # raises InputError, never cached
+        self._seen[ctx.accounts_file] = (stamp, accounts)
+        return accounts
+
+
+class Feed:
+    def __init__(self, campaigns_dir: Path, extra_roots: list[Path] | None = None,
+                 clock: Callable[[], float] = time.time,
+                 pid_alive: Callable[[int, float | None], bool] = process_alive):
+        self.campaigns_dir = Path(campaigns_dir)
+        self.extra_roots = [Path(p).resolve() for p in extra_roots or []]
+        self.clock = clock
+        self.pid_alive = pid_alive
+        self._alive = AliveCheck(pid_alive)
+        self._accounts_file = AccountsFile()
+        self._readers: dict[Path, ProgressReader] = {}
+        self._jobs = JobRows()
+        self._accounts = AccountRows()
+        self._states = AccountStates()
+        self._jobs_campaign: str | None = None
+        self._tail: LogTail | None = None
+        self._tail_campaign: str | None = None
+
+    # --- campaigns ---------------------------------------------------------------------------------
+    def roots(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        try:
+            dirs = list_campaign_dirs(self.campaigns_dir)
+        except InputError:
+            dirs = []
+        for root in [*dirs, *self.extra_roots]:
+            found.setdefault(root.name, root.resolve())
+        return found
+
+    def first_campaign(self) -> str | None:
+        """The campaign to open when none was named: a running one, else an enabled one."""
+        roots = self.roots()
+        rank = []
+        for name, root in roots.items():
+            try:
+                ctx = PostingContext.for_campaign_dir(root, self.campaigns_dir)
+                rank.append((running_supervisor(ctx) is None, not ctx.settings.enabled, name))
+            except InputError:
+                rank.append((True, True, name))
+        return min(rank)[2] if rank else None
+
+    def context(self, name: str) -> PostingContext:
+        root = self.roots().get(name)
+        if root is None:
+            raise InputError(None, None, f"no campaign '{name}' in {self.campaigns_dir}")
+        return PostingContext.for_campaign_dir(root, self.campaigns_dir)
+
+    def _rows(self, ctx: PostingContext) -> list[list[str]]:
+        reader = self._readers.get(ctx.progress_file)
+        if reader is None:
+            reader = self._readers[ctx.progress_file] = ProgressReader(ctx.progress_file)
+        return reader.read()
+
+    # --- one poll ----------------------------------------------------------------------------------
+    def poll(self, campaign: str | None) -> Frame:
+        started = time.thread_time()
+        now = self.clock()
+        infos, contexts = [], {}
+        for name, root in self.roots().items():
+            try:
+                ctx = contexts[name] = PostingContext.for_campaign_dir(root, self.campaigns_dir)
+                accounts = len(self._accounts_file.load(ctx))
+                rows = self._rows(ctx)
+                supervisor = running_supervisor(ctx)
+                infos.append(CampaignInfo(
+                    name=name, enabled=ctx.settings.enabled, accounts=accounts,
+                    success=sum(1 for r in rows if r[C.STATUS] == C.SUCCESS), total=len(rows),
+                    daily_limit=ctx.daily_limit, running=supervisor is not None,
+                    supervisor_pid=supervisor.pid if supervisor and supervisor.pid else None))
+            except InputError as exc:
+                infos.append(CampaignInfo(name=name, error=str(exc)))
+        frame = Frame(campaign=campaign, at=now, header=Header(campaign=campaign),
+                      campaigns=dict(campaign_row(i, i.name == campaign) for i in infos))
+        ctx = contexts.get(campaign) if campaign else None
+        if campaign and ctx is None:
+            frame.header.error = next((i.error for i in infos if i.name == campaign and i.error),
+                                      None) or f"campaign '{campaign}' is gone"
+        if ctx is not None:
+            self._campaign(ctx, now, frame)
+        frame.fetch_cpu = time.thread_time() - started
+        return frame
+
+    def _campaign(self, ctx: PostingContext, now: float, frame: Frame) -> None:
+        h = frame.header
+        h.enabled, h.backend = ctx.settings.enabled, ctx.settings.backend
+        supervisor = running_supervisor(ctx)
+        h.running = supervisor is not None
+        h.supervisor_pid = supervisor.pid if supervisor and supervisor.pid else None
+        beats = read_heartbeats(ctx.heartbeats_dir)
+        alive = {hb.worker_id for hb in beats if self._alive(hb.pid, hb.create_time, now)}
+        h.workers_alive = len(alive)
+        shown = [hb for hb in beats if hb.worker_id in alive or supervisor is not None]
+        frame.workers = dict(worker_row(hb, hb.worker_id in alive, now)
+                             for hb in sorted(shown, key=lambda hb: sort_key(hb.worker_id)))
+        if self._tail_campaign != ctx.name:
+            self._tail, self._tail_campaign = LogTail(ctx.logs_dir / "supervisor.log"), ctx.name
+            frame.log_reset = True
+        reset, lines = self._tail.read()
+        frame.log_reset = frame.log_reset or reset
+        frame.log_lines = lines
+        try:
+            rows = self._rows(ctx)
+        except InputError as exc:       # a corrupt file: say so, keep showing the last rows
+            h.error = str(exc)
+            return
+        if self._jobs_campaign != ctx.name:
+            self._jobs, self._accounts, self._states = JobRows(), AccountRows(), AccountStates()
+            self._jobs_campaign = ctx.name
+        frame.jobs, posted = self._jobs.build(rows, now, ctx.settings.tz)
+        for row in rows:
+            h.counts[row[C.STATUS]] += 1
+        h.total = len(rows)
+        spark = [0] * SPARK_HOURS
+        for at in posted:
+            age = now - at
+            if 0 <= age < SPARK_HOURS * 3600:
+                spark[SPARK_HOURS - 1 - int(age // 3600)] += 1
+        h.spark, h.posts_last_hour = spark, spark[-1]
+        try:
+            accounts = self._accounts_file.load(ctx)
+        except InputError:
+            accounts = []
+        busy = {phone for phone, owner in held_phones(ctx.phones_dir).items()
+                if owner.get("campaign_root") != str(ctx.root)}
+        states = self._states.compute(rows, ctx.settings, now, accounts, busy)
+        frame.accounts = self._accounts.build(states, now)
