@@ -48,6 +48,26 @@ def postdeck(*args: str, cwd: Path | None = None, timeout: float = 120,
                           capture_output=True, text=True, timeout=timeout)
 
 
+class FakeTime:
+    """One clock for time and sleep: sleeping moves it, nothing waits."""
+
+    def __init__(self, now: float = 1000.0):   # 1000 s is 40 s into a minute
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
 @pytest.fixture
 def campaigns_dir(tmp_path: Path) -> Path:
     d = tmp_path / "campaigns"

@@ -19,19 +19,6 @@ FAKE_DIR = Path(__file__).parent / "fake_adb"
 SERIAL = "10.0.0.5:5555"
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 class FakeAdb:
     def __init__(self, tmp_path: Path):
         self.log = tmp_path / "adb.log"
@@ -70,11 +57,6 @@ def fake(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_ADB_LOG", str(fake.log))
     monkeypatch.setenv("FAKE_ADB_SCENARIO", str(fake.scenario_path))
     return fake
-
-
-@pytest.fixture
-def fake_time():
-    return FakeTime()
 
 
 @pytest.fixture
@@ -211,7 +193,7 @@ def test_connect_refused_carries_adbs_words(adb, fake, fake_time):
     assert "Connection refused" in str(caught.value)
     # Tried again each second until the deadline (at 0, 1 and 2 s of 3).
     assert fake.commands().count("connect") == 3
-    assert fake_time.now == pytest.approx(3.0)
+    assert sum(fake_time.sleeps) == pytest.approx(3.0)
 
 
 def test_connect_still_offline_at_the_deadline(adb, fake):

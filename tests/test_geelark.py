@@ -12,6 +12,8 @@ import uuid
 import httpx
 import pytest
 
+from conftest import FakeTime
+
 from engine.devices.geelark import (
     ADB_GET_DATA, ADB_SET_STATUS, PHONE_LIST, PHONE_START, PHONE_STATUS, PHONE_STOP,
     PHONE_UPLOAD_FILE, PHONE_UPLOAD_RESULT, UPLOAD_GET_URL,
@@ -26,30 +28,10 @@ from geelark_fake_server import (
 )
 
 
-class FakeTime:
-    """One clock for monotonic time, wall time and sleep: sleeping moves it, nothing waits."""
-
-    def __init__(self, now: float = 1000.0):   # 1000 s is 40 s into a minute
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def server():
     with FakeGeelark() as fake:
         yield fake
-
-
-@pytest.fixture
-def fake_time():
-    return FakeTime()
 
 
 @pytest.fixture
