@@ -21,9 +21,10 @@ FAKE_ADB_DIR = Path(__file__).resolve().parent / "fake_adb"
 pytestmark = pytest.mark.appium
 
 
-def _env(tmp_path: Path, devices: dict[str, str]) -> dict[str, str]:
+def _env(tmp_path: Path, *devices: dict[str, str]) -> dict[str, str]:
+    """Stand-in adb whose successive `adb devices` tables are `devices` (the last repeats)."""
     scenario = tmp_path / "adb-scenario.json"
-    scenario.write_text(json.dumps({"devices": [devices]}))
+    scenario.write_text(json.dumps({"devices": list(devices)}))
     return {"PATH": f"{FAKE_ADB_DIR}{os.pathsep}{os.environ['PATH']}",
             "FAKE_ADB_SCENARIO": str(scenario), "FAKE_ADB_LOG": str(tmp_path / "adb.log"),
             "POSTDECK_APPIUM_BASE_PORT": str(free_port()),
@@ -73,3 +74,46 @@ def test_account_error_screen_blocks_the_account(campaigns_dir, tmp_path):
     ctx = PostingContext.for_campaign_dir(root, campaigns_dir)
     (row,) = ProgressStore.for_context(ctx).read().rows
     assert (row[C.STATUS], row[C.ERROR_TYPE], row[C.ATTEMPTS]) == (C.FAILED, "suspended", "1")
+
+
+def test_geelark_backend_starts_connects_and_posts(tmp_path, monkeypatch):
+    """The geelark composition in one process: the phone is started through a local Geelark
+    server that checks every signature, reached with adb connect + glogin (stand-in adb), and
+    posted to through a real Appium server with the fake driver."""
+    require_npm_appium()
+    from engine.devices.adb import Adb
+    from engine.devices.base import PostRequest, WorkerSlot
+    from engine.devices.geelark import GeelarkClient, GeelarkPhones, KeyAuth
+    from engine.devices.real import RealBackend
+    from geelark_fake_server import FakeGeelark
+
+    # not connected at first; `adb connect` makes it a device
+    for key, value in _env(tmp_path, {}, {}, {}, {"10.1.2.3:25219": "device"}).items():
+        monkeypatch.setenv(key, value)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\0" * 64)
+    with FakeGeelark() as server:
+        server.add_phone("p-1", "farm-01")
+        client = GeelarkClient(KeyAuth(server.app_id, server.api_key), base_url=server.url,
+                               sleep=lambda s: None)
+        backend = RealBackend("geelark", GeelarkPhones(client, poll_interval=0.0), Adb(),
+                              tmp_path / "appium", "instagram_reel",
+                              {"appium:automationName": FAKE_AUTOMATION,
+                               "appium:startScreen": "home"})
+        slot = WorkerSlot.for_index(0, tmp_path / "logs")
+        assert backend.list_phones() == ["farm-01"]
+        published = []
+        try:
+            backend.prepare("farm-01", slot)
+            backend.post(PostRequest("clip.mp4_c", "alice", "farm-01", video, "hello 🎬"), slot,
+                         lambda: published.append(True))
+        finally:
+            backend.shutdown(slot)
+        assert published == [True]
+        assert server.phones["p-1"].status == 0, "the phone was started through the API"
+        assert server.count("/open/v1/phone/start") == 1
+    calls = [json.loads(line) for line in (tmp_path / "adb.log").read_text().splitlines()]
+    assert ["connect", "10.1.2.3:25219"] in calls
+    glogin = [c for c in calls if "glogin" in c]
+    assert glogin and glogin[0][-1] == "8c1da4" and glogin[0][1] == "10.1.2.3:25219"
+    assert any("push" in c for c in calls)
