@@ -3,7 +3,6 @@ opens the console. Exit codes: 0 done, 1 refused or failed (one message on stder
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -1,7 +1,6 @@
 """The operator's actions that need no running workers, shared by the CLI and the console."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from .campaigns import Account, Video, list_campaign_dirs

@@ -8,7 +8,6 @@ reused) and its heartbeat is fresh.
 from __future__ import annotations
 
 import json
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -167,8 +166,3 @@ def quiet_campaign(ctx, action: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-def pid_file_fields() -> dict:
-    pid = os.getpid()
-    return {"pid": pid, "create_time": create_time_of(pid)}

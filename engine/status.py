@@ -7,6 +7,7 @@ import time
 from . import columns as C
 from .accounts import account_states, concurrency_metrics
 from .context import PostingContext
+from .phones import held_phones
 from .problems import InputError
 from .runstate import live_workers, read_heartbeats, running_supervisor
 from .tracker import ProgressStore
@@ -24,7 +25,7 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
     except InputError:
         accounts = []  # status still shows the jobs; the accounts file error shows on --run
     supervisor = running_supervisor(ctx)
-    beats = [hb for hb in read_heartbeats(ctx.heartbeats_dir)]
+    beats = read_heartbeats(ctx.heartbeats_dir)
     alive = {hb.worker_id for hb in live_workers(ctx)}
     other_phones = _phones_held_elsewhere(ctx)
     states = account_states(table.rows, ctx.settings, now, accounts, other_phones)
@@ -53,6 +54,5 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
 
 def _phones_held_elsewhere(ctx: PostingContext) -> set[str]:
     """Phones that workers of other campaigns hold right now (host-wide phone locks)."""
-    from .phones import held_phones  # late: phones imports runstate
     return {phone for phone, owner in held_phones(ctx.phones_dir).items()
             if owner.get("campaign_root") != str(ctx.root)}

@@ -26,7 +26,7 @@ from .logs import file_logger
 from .phones import PhoneLocks, held_phones
 from .problems import Refused
 from .runstate import (HEARTBEAT_EVERY_S, HEARTBEAT_LEASE_S, create_time_of, live_workers,
-                       process_alive, read_run_info, run_info_path, write_heartbeat)
+                       run_info_path, write_heartbeat)
 from .tracker import ClaimLost, ProgressStore, RetryPolicy
 from . import wake
 
@@ -427,10 +427,3 @@ class Supervisor:
             except FileNotFoundError:
                 pass
         self.log.info("run %s ended: %s", self.run_id, self.store.stats())
-
-
-def alive_supervisor_pid(ctx: PostingContext) -> int | None:
-    info = read_run_info(ctx)
-    if info and process_alive(info.pid, info.create_time):
-        return info.pid
-    return None
