@@ -11,7 +11,7 @@ from typing import Iterable
 
 from . import columns as C
 from .campaigns import Account
-from .rules import Tally, account_blocker, due, now_iso, tally
+from .rules import Day, Tally, Usage, account_blocker, counts_today, due, now_iso, tally
 from .settings import Settings
 
 RUNNING, BLOCKED, LIMIT, COOLDOWN, WAITING, AVAILABLE = (
@@ -36,10 +36,15 @@ class AccountState:
 
 def account_states(rows: list[list[str]], settings: Settings, now: float,
                    accounts: Iterable[Account] = (),
-                   busy_phones: Iterable[str] = ()) -> list[AccountState]:
+                   busy_phones: Iterable[str] = (),
+                   elsewhere: dict[str, Usage] | None = None) -> list[AccountState]:
     """One state per account: those of accounts.txt first, in its order, then any account that
-    only appears in the progress file. `busy_phones` are phones held by workers of other runs."""
-    tallies = tally(rows, settings)
+    only appears in the progress file. `busy_phones` are phones held by workers of other runs;
+    `elsewhere` is what accounts used today in the host's other progress files (archives of
+    today, other campaigns), which counts toward their limit as the claim counts it."""
+    day = Day.of(now, settings.tz)
+    elsewhere = elsewhere or {}
+    tallies = tally(rows, settings, day, elsewhere)
     limit = settings.daily_limit
     phones: dict[str, str] = {a.name: a.phone for a in accounts}
     due_jobs: dict[str, int] = {}
@@ -49,7 +54,7 @@ def account_states(rows: list[list[str]], settings: Settings, now: float,
         account = row[C.ACCOUNT]
         phones.setdefault(account, row[C.PHONE_ID] or account)
         status = row[C.STATUS]
-        if status == C.SUCCESS:
+        if status == C.SUCCESS and counts_today(row, day):
             successes[account] = successes.get(account, 0) + 1
         elif status == C.CLAIMED:
             held.add(row[C.PHONE_ID] or account)
@@ -59,8 +64,10 @@ def account_states(rows: list[list[str]], settings: Settings, now: float,
     for account, phone in phones.items():
         t = tallies.get(account) or Tally()
         state = _state(t, limit, now, due_jobs.get(account, 0), phone in held)
+        posted_elsewhere = elsewhere[account].posted if account in elsewhere else 0
         out.append(AccountState(
-            account=account, phone=phone, state=state, posts_today=successes.get(account, 0),
+            account=account, phone=phone, state=state,
+            posts_today=successes.get(account, 0) + posted_elsewhere,
             limit=limit, waiting=due_jobs.get(account, 0),
             cooldown_until=now_iso(t.cooldown_until) if state == COOLDOWN else None,
             last_error=t.last_error))

@@ -30,7 +30,8 @@ class PostingContext:
     settings: Settings
     archive_prefix: str
     state_dir: Path           # .postdeck/: locks, heartbeats, logs of this campaign
-    host_state_dir: Path      # shared by every campaign on this host: phone locks
+    host_state_dir: Path      # shared by every campaign on this host: phone and account locks
+    campaigns_dir: Path | None = None   # its other campaigns count toward shared accounts' limits
     legacy: bool = False
     scheduler_state_file: Path | None = None
 
@@ -44,12 +45,12 @@ class PostingContext:
     def for_campaign_dir(cls, root: Path, campaigns_dir: Path | None = None) -> "PostingContext":
         root = Path(root).resolve()
         settings = load_settings(root / "campaign.json")
-        host = _host_state_dir(Path(campaigns_dir).resolve() if campaigns_dir else root.parent)
+        campaigns = Path(campaigns_dir).resolve() if campaigns_dir else root.parent
         return cls(
             name=root.name, root=root, progress_file=root / "progress.csv",
             ledger_file=root / "posted.csv", accounts_file=root / ACCOUNTS_FILE,
             settings=settings, archive_prefix="progress", state_dir=root / STATE_DIRNAME,
-            host_state_dir=host,
+            host_state_dir=_host_state_dir(campaigns), campaigns_dir=campaigns,
         )
 
     @classmethod
@@ -71,10 +72,6 @@ class PostingContext:
     @property
     def daily_limit(self) -> int:
         return self.settings.max_posts_per_account_per_day
-
-    @property
-    def lock_file(self) -> Path:
-        return self.progress_file.with_name(self.progress_file.name + ".lock")
 
     @property
     def run_lock_file(self) -> Path:

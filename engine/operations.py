@@ -6,6 +6,7 @@ from pathlib import Path
 from .campaigns import Account, Video, list_campaign_dirs
 from .context import PostingContext
 from .legacy import load_scheduler_state
+from .limits import register
 from .problems import InputError, Refused
 from .runstate import quiet_campaign, running_supervisor
 from .tracker import ProgressStore
@@ -27,7 +28,14 @@ def seed(ctx: PostingContext, force_reseed: bool = False, reset_done: bool = Fal
     store = ProgressStore.for_context(ctx)
     store.validate()
     accounts, videos = load_inputs(ctx)
+    register_campaign(ctx)
     return store.seed(videos, accounts, ctx.name)
+
+
+def register_campaign(ctx: PostingContext) -> None:
+    """Make this campaign's posts count toward shared accounts' limits in every other campaign
+    of the host, wherever its folder is (engine/limits.py)."""
+    register(ctx.host_state_dir, ctx.root, ctx.progress_file.name.removesuffix(".csv"))
 
 
 def load_inputs(ctx: PostingContext) -> tuple[list[Account], list[Video]]:

@@ -7,7 +7,7 @@ claim, the seeder and engine/accounts.py all read the same tallies.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, time, timedelta, timezone, tzinfo
 
 from . import columns as C
 from .errors import ACCOUNT, BLOCKING_TYPES, OUTCOME_UNKNOWN, RATE_LIMITED
@@ -48,6 +48,48 @@ def is_blocking(row: list[str]) -> bool:
             and row[C.ERROR_TYPE] in BLOCKING_TYPES)
 
 
+@dataclass(frozen=True)
+class Day:
+    """One calendar day in a time zone, as epoch seconds [start, end)."""
+    start: float
+    end: float
+    label: str          # YYYYMMDD, as archive names carry it
+
+    @classmethod
+    def of(cls, now: float, tz: tzinfo) -> "Day":
+        date = datetime.fromtimestamp(now, tz).date()
+        start = datetime.combine(date, time(), tz).timestamp()
+        end = datetime.combine(date + timedelta(days=1), time(), tz).timestamp()
+        return cls(start, end, date.strftime("%Y%m%d"))
+
+
+def counts_today(row: list[str], day: Day, current: bool = True,
+                 file_is_today: bool = True) -> bool:
+    """Whether `row` uses a slot of its account's limit on `day`: it falls on the day of its
+    completed_at (a claim: running now in a current file, else its claimed_at); a time at or after
+    the day's midnight counts (a clock that ran ahead must not free a slot); a row with no readable
+    time falls on its file's day. engine/limits.py applies it to every progress file of the host."""
+    if not counts_toward_limit(row):
+        return False
+    if row[C.STATUS] == C.CLAIMED:
+        if current:
+            return True
+        at = parse_time(row[C.CLAIMED_AT])
+    else:
+        at = parse_time(row[C.COMPLETED_AT])
+    if at is None:
+        return file_is_today
+    return at >= day.start
+
+
+@dataclass
+class Usage:
+    """One account's slots used today outside the store's own current file."""
+    used: int = 0       # successes + claims + unknown outcomes
+    running: int = 0    # claims in other campaigns' current files
+    posted: int = 0     # successes
+
+
 @dataclass
 class Tally:
     used: int = 0                  # successes + claims + unknown outcomes
@@ -59,8 +101,18 @@ class Tally:
     outcomes: list[tuple[float, int, str, bool]] = field(default_factory=list)
     cooldown_until: float = 0.0
 
+    def add(self, u: Usage) -> None:
+        """Count what the account used today outside this file toward its limit; a claim in
+        another campaign also makes it busy (one running job per account, host-wide)."""
+        self.used += u.used
+        self.running += u.running
 
-def tally(rows: list[list[str]], settings: Settings) -> dict[str, Tally]:
+
+def tally(rows: list[list[str]], settings: Settings, day: Day | None = None,
+          elsewhere: dict[str, Usage] | None = None) -> dict[str, Tally]:
+    """Each account's tally over the rows of its current progress file. With `day`, only the
+    rows that fall on that day use a slot (engine/limits.py says which); `elsewhere` adds what
+    the account used today in the host's other progress files."""
     out: dict[str, Tally] = {}
     for row in rows:
         account = row[C.ACCOUNT]
@@ -68,7 +120,7 @@ def tally(rows: list[list[str]], settings: Settings) -> dict[str, Tally]:
         if t is None:
             t = out[account] = Tally()
         status = row[C.STATUS]
-        if counts_toward_limit(row):
+        if counts_toward_limit(row) and (day is None or counts_today(row, day)):
             t.used += 1
         if status == C.CLAIMED:
             t.running += 1
@@ -87,6 +139,11 @@ def tally(rows: list[list[str]], settings: Settings) -> dict[str, Tally]:
     for t in out.values():
         if t.outcomes:
             t.cooldown_until = _cooldown_until(t.outcomes, settings)
+    for account, u in (elsewhere or {}).items():
+        t = out.get(account)
+        if t is None:
+            t = out[account] = Tally()
+        t.add(u)
     return out
 
 

@@ -9,6 +9,7 @@ from .accounts import account_states, concurrency_metrics
 from .context import PostingContext
 from .phones import held_phones
 from .problems import InputError
+from .rules import Day
 from .runstate import live_workers, read_heartbeats, running_supervisor
 from .tracker import ProgressStore
 
@@ -28,7 +29,8 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
     beats = read_heartbeats(ctx.heartbeats_dir)
     alive = {hb.worker_id for hb in live_workers(ctx)}
     other_phones = _phones_held_elsewhere(ctx)
-    states = account_states(table.rows, ctx.settings, now, accounts, other_phones)
+    elsewhere = store.host.usage(Day.of(now, ctx.settings.tz))
+    states = account_states(table.rows, ctx.settings, now, accounts, other_phones, elsewhere)
     return {
         "campaign": ctx.name,
         "legacy": ctx.legacy,
@@ -49,7 +51,20 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
         } for hb in beats if hb.worker_id in alive or supervisor is not None],
         "accounts": [s.as_dict() for s in states],
         "concurrency": concurrency_metrics(states),
+        "warnings": _ledger_warnings(store),
     }
+
+
+def _ledger_warnings(store: ProgressStore) -> list[str]:
+    """Damage in the ledger is never skipped silently: each damaged line is named here (its
+    videos still count as posted); a ledger that cannot be read at all is named too."""
+    try:
+        damaged = store.read_ledger().damaged
+    except InputError as exc:
+        return [str(exc)]
+    return [f"{store.ledger_path}, line {d.line}: not a whole ledger entry (a cut-off write or "
+            "an edit); the videos it names are treated as posted. Fix the line by hand"
+            for d in damaged]
 
 
 def _phones_held_elsewhere(ctx: PostingContext) -> set[str]:

@@ -17,31 +17,26 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from itertools import compress
-from operator import ne
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from filelock import FileLock, Timeout
 
 from . import columns as C
-from .campaigns import Account, Video
+from .campaigns import Account, Video, video_name
 from .durable import append_durable, write_atomic
 from .errors import (INFRASTRUCTURE, OUTCOME_UNKNOWN, UNKNOWN, Classification,
                      attempts_allowed, classify)
 from .problems import InputError
-from .rules import Tally, account_blocker, as_int, due, now_iso, parse_time, tally
+from .progress_csv import (HEADER_BYTES, HEADER_ONLY, CorruptProgressFile, Table, job_dict,
+                           parse_progress, reparse, serialize, serialize_table)
+from .limits import HostDay, account_lock, lenient_rows
+from .rules import Day, Tally, account_blocker, as_int, due, now_iso, parse_time, tally
 from .settings import Settings
 
 LOCK_TIMEOUT_S = 120.0
 # filelock's default 50 ms poll throttles contended claims to ~20 a second per waiter.
 LOCK_POLL_S = 0.002
-
-
-class CorruptProgressFile(InputError):
-    def __init__(self, path: Path, line: int | None, problem: str):
-        super().__init__(path, line, f"{problem}. The file is left as it is: inspect it, or run "
-                                     "--reset-day to archive it and start a new day")
 
 
 class ClaimLost(Exception):
@@ -55,191 +50,9 @@ class RetryPolicy:
     max_passes: int = 3
 
 
-class Table:
-    """The parsed file: rows as lists of 20 strings, in file order.
-
-    `raw[i]` is row i's bytes as they stand in the file (None when not known) and `orig[i]` a
-    copy of the row's values when those bytes were taken. Writing re-serializes only the rows
-    that no longer equal their `orig` (the ones a change touched), and a re-read after another
-    process's write re-parses only the rows that differ (`reparse`): both cost a join or a
-    comparison per row instead of the csv module's work on the whole file."""
-
-    def __init__(self, rows: list[list[str]], raw: list[bytes | None] | None = None,
-                 orig: list[list[str] | None] | None = None):
-        self.rows = rows
-        self.raw: list[bytes | None] = raw if raw is not None else [None] * len(rows)
-        self.orig: list[list[str] | None] = orig if orig is not None else [
-            None if t is None else r[:] for r, t in zip(rows, self.raw)]
-        self.index = {row[C.JOB_ID]: i for i, row in enumerate(rows)}
-
-    def get(self, job_id: str) -> list[str] | None:
-        i = self.index.get(job_id)
-        return None if i is None else self.rows[i]
-
-    def append(self, row: list[str]) -> None:
-        self.index[row[C.JOB_ID]] = len(self.rows)
-        self.rows.append(row)
-        self.raw.append(None)
-        self.orig.append(None)
-
-
-def job_dict(row: list[str]) -> dict[str, str]:
-    return dict(zip(C.COLUMNS, row))
-
-
-HEADER_BYTES = (",".join(C.COLUMNS) + "\n").encode()
-_STATUSES = frozenset(C.STATUSES)
-
-
-def _lines(text):
-    """`text` (str or bytes) cut after each newline, as io.StringIO(text, newline="") iterates
-    it when the text holds no carriage return. A str and its UTF-8 bytes cut alike."""
-    nl = "\n" if isinstance(text, str) else b"\n"
-    parts = text.split(nl)
-    lines = [p + nl for p in parts[:-1]]
-    if parts[-1]:
-        lines.append(parts[-1])
-    return lines
-
-
-def _raw(lines: list[bytes], start: int, after: int) -> bytes:
-    """The bytes of the row on lines start..after-1 (1-based, as csv's line_num counts)."""
-    return lines[start - 1] if after == start + 1 else b"".join(lines[start - 1:after - 1])
-
-
-def parse_progress(path: Path, data: bytes) -> Table:
-    """Validate and parse a progress file's bytes. Header-only is a valid, empty day."""
-    if not data:
-        raise CorruptProgressFile(path, 1, "is empty (zero bytes), not even a header")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CorruptProgressFile(path, data[: exc.start].count(b"\n") + 1,
-                                  "is not UTF-8 text") from None
-    # Without "\r" the file's lines are exactly its "\n"-cut pieces, so each row's bytes can be
-    # kept (Table.raw); with "\r" (the earlier system wrote CRLF) the file is read as before.
-    lines = _lines(text) if "\r" not in text else None
-    reader = csv.reader(lines if lines is not None else io.StringIO(text, newline=""),
-                        strict=True)
-    rows: list[list[str]] = []
-    raws: list[bytes | None] = []
-    seen: dict[str, int] = {}
-    try:
-        header = tuple(next(reader))
-        if header not in C.ACCEPTED_HEADERS:
-            raise CorruptProgressFile(path, 1, "has a header that is not a progress file's "
-                                               f"(expected: {','.join(C.COLUMNS)})")
-        width = len(header)
-        pad = [""] * (C.WIDTH - width)
-        blines = _lines(data) if lines is not None and not pad else None
-        statuses = _STATUSES
-        line = reader.line_num + 1
-        for row in reader:
-            start, line = line, reader.line_num + 1
-            if len(row) != width:
-                raise CorruptProgressFile(path, start, f"has a row with {len(row)} fields where "
-                                                       f"the header has {width}")
-            if row[C.STATUS] not in statuses:
-                raise CorruptProgressFile(path, start, f"has an unknown status '{row[C.STATUS]}'")
-            job_id = row[C.JOB_ID]
-            if job_id in seen:
-                raise CorruptProgressFile(path, start, f"has job '{job_id}' twice (first on line "
-                                                       f"{seen[job_id]})")
-            seen[job_id] = start
-            rows.append(row + pad if pad else row)
-            if blines is not None:
-                raw = _raw(blines, start, line)
-                raws.append(raw if raw.endswith(b"\n") else None)
-    except StopIteration:
-        raise CorruptProgressFile(path, 1, "has no header line") from None
-    except csv.Error as exc:
-        raise CorruptProgressFile(path, reader.line_num, f"is not valid CSV ({exc}); the last "
-                                                         "write may have been cut off") from None
-    return Table(rows, raws if blines is not None else None)
-
-
-def reparse(old: Table, data: bytes) -> Table | None:
-    """Parse `data` reusing the rows of `old` (a parse of an earlier version of the file) that
-    it still holds byte-for-byte at its start and at its end; only the rows between are parsed.
-    None when that is not possible or anything looks wrong: the caller then parses the whole
-    file with parse_progress, which reports any problem with its line.
-
-    Sound because CSV parsing is deterministic from the start of a record: the common prefix
-    ends on a row boundary of `old`, so it parses to the same rows; the middle must parse
-    into whole, valid rows ending on a line end, so the common suffix again starts a record.
-    The bytes kept in common were valid UTF-8 in `old`; the middle is decoded here."""
-    raws = old.raw
-    if not raws or raws[0] is None or b"\r" in data or not data.startswith(HEADER_BYTES):
-        return None
-    pos, n, i = len(HEADER_BYTES), len(raws), 0
-    while i < n:
-        raw = raws[i]
-        if raw is None or not data.startswith(raw, pos):
-            break
-        pos += len(raw)
-        i += 1
-    end, k = len(data), n
-    while k > i:
-        raw = raws[k - 1]
-        if raw is None or end - len(raw) < pos or not data.endswith(raw, pos, end):
-            break
-        end -= len(raw)
-        k -= 1
-    middle = data[pos:end]
-    if middle and not middle.endswith(b"\n"):
-        return None
-    try:
-        text = middle.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    lines, blines = _lines(text), _lines(middle)
-    reader = csv.reader(lines, strict=True)
-    rows, new_raw = [], []
-    line = 1
-    try:
-        for row in reader:
-            start, line = line, reader.line_num + 1
-            if len(row) != C.WIDTH or row[C.STATUS] not in _STATUSES:
-                return None
-            rows.append(row)
-            new_raw.append(_raw(blines, start, line))
-    except csv.Error:
-        return None
-    table = Table(old.rows[:i] + rows + old.rows[k:], raws[:i] + new_raw + raws[k:],
-                  old.orig[:i] + [r[:] for r in rows] + old.orig[k:])
-    if len(table.index) != len(table.rows):
-        return None  # a duplicate job_id: the full parse names its lines
-    return table
-
-
-def serialize(rows: Iterable[list[str]]) -> bytes:
-    buf = io.StringIO(newline="")
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(C.COLUMNS)
-    writer.writerows(rows)
-    return buf.getvalue().encode("utf-8")
-
-
-def serialize_table(table: Table) -> bytes:
-    """The same bytes as serialize(table.rows) for every row written by postdeck; a row nobody
-    changed keeps its bytes as they were read."""
-    rows, raws, origs = table.rows, table.raw, table.orig
-    # A row whose orig is None has no raw either; `row != None` marks it changed too.
-    changed = list(compress(range(len(rows)), map(ne, rows, origs)))
-    if changed:
-        buf = io.StringIO(newline="")
-        writer = csv.writer(buf, lineterminator="\n")
-        for i in changed:
-            buf.seek(0)
-            buf.truncate()
-            writer.writerow(rows[i])
-            raws[i] = buf.getvalue().encode("utf-8")
-            origs[i] = rows[i][:]
-    return HEADER_BYTES + b"".join(raws)  # type: ignore[arg-type]
-
-
-HEADER_ONLY = serialize([])
-assert HEADER_ONLY == HEADER_BYTES
+__all__ = ["ClaimLost", "CorruptProgressFile", "HEADER_BYTES", "HEADER_ONLY", "ProgressStore",
+           "RetryPolicy", "Table", "job_dict", "job_id_for", "parse_progress", "reparse",
+           "serialize", "serialize_table"]
 
 
 class ProgressStore:
@@ -248,18 +61,23 @@ class ProgressStore:
 
     def __init__(self, path: Path, ledger_path: Path, settings: Settings,
                  retry: RetryPolicy | None = None, clock: Callable[[], float] = time.time,
-                 run_id: str = ""):
+                 run_id: str = "", host: HostDay | None = None):
         self.path = Path(path)
         self.ledger_path = Path(ledger_path)
         self.settings = settings
         self.retry = retry or RetryPolicy()
         self.clock = clock
         self.run_id = run_id
+        # Without a host state folder the store still counts its own folder's archives.
+        self.host = host or HostDay(self.path)
         self._lock: FileLock | None = None
+        self._account_locks: dict[str, FileLock] = {}
         self._cache: tuple[bytes, Table] | None = None
 
     @classmethod
     def for_context(cls, ctx, **kwargs) -> "ProgressStore":
+        kwargs.setdefault("host", HostDay(ctx.progress_file, ctx.host_state_dir,
+                                          ctx.campaigns_dir))
         return cls(ctx.progress_file, ctx.ledger_file, ctx.settings, **kwargs)
 
     # --- reading ---------------------------------------------------------------------------------
@@ -269,11 +87,22 @@ class ProgressStore:
     def read(self) -> Table:
         """A consistent snapshot without the lock (the file is always replaced whole). A missing
         file is an empty day."""
+        data = self._read_bytes()
+        return Table([]) if data is None else self._parse(data)
+
+    def _read_bytes(self) -> bytes | None:
+        """The file's bytes; None when there is none yet. Something that cannot be read in its
+        place is refused with one message, never a traceback."""
         try:
-            data = self.path.read_bytes()
+            return self.path.read_bytes()
         except FileNotFoundError:
-            return Table([])
-        return self._parse(data)
+            return None
+        except IsADirectoryError:
+            raise InputError(self.path, None, "is a folder, not a progress file; move it away "
+                                              "(postdeck starts a new progress file then)") from None
+        except OSError as exc:
+            raise InputError(self.path, None, f"cannot be read ({exc.strerror or exc}); check the "
+                                              "file and its folder") from None
 
     def jobs(self) -> list[dict[str, str]]:
         return [job_dict(r) for r in self.read().rows]
@@ -317,10 +146,7 @@ class ProgressStore:
         raises leaves the file untouched."""
         try:
             with self.lock:
-                try:
-                    data = self.path.read_bytes()
-                except FileNotFoundError:
-                    data = None
+                data = self._read_bytes()
                 if data is None:
                     table = Table([])
                 else:
@@ -330,7 +156,12 @@ class ProgressStore:
                 changed, result = change(table, self.clock())
                 if changed:
                     new = serialize_table(table)
-                    write_atomic(self.path, new)
+                    try:
+                        write_atomic(self.path, new)
+                    except OSError as exc:
+                        raise InputError(self.path, None, "could not be written ("
+                                         f"{exc.strerror or exc}); it is left as it was. Free "
+                                         "some space or fix the folder") from None
                     self._cache = (new, table)
                 elif data is not None:
                     self._cache = (data, table)
@@ -345,10 +176,17 @@ class ProgressStore:
               phone_free: Callable[[str], bool] | None = None) -> dict[str, str] | None:
         """Claim the oldest eligible job (pending before retrying, file order within each) for
         `worker_id`, or None. `phone` binds the worker to one phone; `phone_free(p)` is asked
-        last, for the chosen job only, whether no other worker on the host holds phone p."""
+        last, for the chosen job only, whether no other worker on the host holds phone p.
+
+        The daily limit counts what the account used today anywhere on the host
+        (engine/limits.py); the host-wide account lock is held from that count until the claim
+        is written, so two campaigns cannot both take an account's last slot."""
+        taken: list[FileLock] = []
 
         def change(table: Table, now: float):
             limit = self.settings.daily_limit
+            day = Day.of(now, self.settings.tz)
+            elsewhere = self.host.usage(day)
             # An account's tally depends on its own rows only, so it is made for the accounts
             # of the candidates looked at, not for every account of the file.
             by_account: defaultdict[str, list[list[str]]] = defaultdict(list)
@@ -356,11 +194,16 @@ class ProgressStore:
                 by_account[r[C.ACCOUNT]].append(r)
             held = {r[C.PHONE_ID] or r[C.ACCOUNT]: r[C.WORKER_ID] for r in table.rows
                     if r[C.STATUS] == C.CLAIMED}
+
+            def account_tally(account: str, usage) -> Tally | None:
+                extra = {account: usage} if usage is not None else None
+                return tally(by_account[account], self.settings, day, extra).get(account)
+
             tallies: dict[str, Tally | None] = {}
             for row in self._candidates(table, now):
                 account = row[C.ACCOUNT]
                 if account not in tallies:
-                    tallies[account] = tally(by_account[account], self.settings).get(account)
+                    tallies[account] = account_tally(account, elsewhere.get(account))
                 if account_blocker(tallies[account], limit, now):
                     continue
                 job_phone = row[C.PHONE_ID] or account
@@ -369,8 +212,21 @@ class ProgressStore:
                 holder = held.get(job_phone)
                 if holder is not None and holder != worker_id:
                     continue
+                lock = self._account_lock(account)
+                if lock is not None:
+                    lock.acquire()
+                    fresh = self.host.usage(day).get(account)
+                    if fresh != elsewhere.get(account):
+                        tallies[account] = account_tally(account, fresh)
+                        if account_blocker(tallies[account], limit, now):
+                            lock.release()
+                            continue
                 if phone_free is not None and not phone_free(job_phone):
+                    if lock is not None:
+                        lock.release()
                     continue
+                if lock is not None:
+                    taken.append(lock)
                 row[C.STATUS] = C.CLAIMED
                 row[C.WORKER_ID] = worker_id
                 row[C.CLAIMED_AT] = now_iso(now)
@@ -385,7 +241,20 @@ class ProgressStore:
                 return True, job_dict(row)
             return False, None
 
-        return self._locked(change)  # type: ignore[return-value]
+        try:
+            return self._locked(change)  # type: ignore[return-value]
+        finally:
+            # Released only now: the claim is on disk, where other campaigns count it.
+            for lock in taken:
+                lock.release()
+
+    def _account_lock(self, account: str) -> FileLock | None:
+        if not self.host.shared:
+            return None
+        lock = self._account_locks.get(account)
+        if lock is None:
+            lock = self._account_locks[account] = account_lock(self.host.host_state_dir, account)
+        return lock
 
     @staticmethod
     def _candidates(table: Table, now: float) -> Iterator[list[str]]:
@@ -534,14 +403,14 @@ class ProgressStore:
         """Put failed jobs back as `retrying`, due at once, with fresh attempts. Account and
         content errors and unknown outcomes only with `include_non_retryable` (the operator has
         checked them). A video already in the ledger is never retried."""
-        posted = self.ledger_keys()
+        posted = self.posted()
 
         def change(table: Table, now: float):
             count = 0
             for row in table.rows:
                 if row[C.STATUS] != C.FAILED:
                     continue
-                if row[C.JOB_ID] in posted or row[C.VIDEO_PATH] in posted:
+                if posted.holds(video_name(row[C.VIDEO_PATH]), row[C.JOB_ID]):
                     continue
                 cls = Classification(row[C.ERROR_CATEGORY] or UNKNOWN,
                                      row[C.ERROR_TYPE] or "unknown")
@@ -564,11 +433,13 @@ class ProgressStore:
         is whether any job is claimed (its end may free an account or a phone); `earliest` is the
         first moment the clock alone makes a job claimable (a retry_at, a cooldown end), or now
         when a job is due but its phone is held elsewhere. (False, None): nothing more can happen
-        today for this worker."""
+        today for this worker. A job due only after today's midnight (a retry days out, a long
+        cooldown) does not keep the run alive: the next day starts with --reset-day."""
         table = self.read()
         now = self.clock()
         limit = self.settings.daily_limit
-        tallies = tally(table.rows, self.settings)
+        day = Day.of(now, self.settings.tz)
+        tallies = tally(table.rows, self.settings, day, self.host.usage(day))
         others = any(r[C.STATUS] == C.CLAIMED for r in table.rows)
         earliest: float | None = None
         for row in table.rows:
@@ -582,6 +453,8 @@ class ProgressStore:
                 continue  # not today, whatever happens
             at = max(parse_time(row[C.RETRY_AT]) or now if status == C.RETRYING else now,
                      t.cooldown_until)
+            if at >= day.end:
+                continue
             earliest = at if earliest is None else min(earliest, at)
         return others, earliest
 
@@ -591,21 +464,23 @@ class ProgressStore:
         one video per account per free slot, round-robin over accounts. Accounts with a pending,
         claimed or successful job today, or at their limit, get nothing; counts are kept in
         memory so one seeding pass cannot overfill an account."""
-        posted = self.ledger_keys() | self.unknown_outcomes_in_archives()
+        posted = self.posted()
 
         def change(table: Table, now: float):
             limit = self.settings.daily_limit
-            tallies = tally(table.rows, self.settings)
+            day = Day.of(now, self.settings.tz)
+            tallies = tally(table.rows, self.settings, day, self.host.usage(day))
             free: dict[str, int] = {}
             for acc in accounts:
                 t = tallies.get(acc.name)
                 if t is not None and (t.open_jobs or t.used >= limit):
                     continue
                 free[acc.name] = limit - (t.used if t else 0)
+            in_file = {video_name(r[C.VIDEO_PATH]) for r in table.rows}
             queue = [v for v in videos
-                     if job_id_for(v.filename, campaign) not in table.index
-                     and job_id_for(v.filename, campaign) not in posted
-                     and str(v.path) not in posted]
+                     if v.filename not in in_file
+                     and job_id_for(v.filename, campaign) not in table.index
+                     and not posted.holds(v.filename, job_id_for(v.filename, campaign))]
             added = []
             q = iter(queue)
             for round_ in range(limit):
@@ -635,73 +510,127 @@ class ProgressStore:
     def _append_ledger(self, entries: list[tuple[str, str, str, str]]) -> None:
         buf = io.StringIO(newline="")
         writer = csv.writer(buf, lineterminator="\n")
-        if not self.ledger_path.exists() or self.ledger_path.stat().st_size == 0:
+        end = _torn_or_empty(self.ledger_path)
+        if end == "empty":
             writer.writerow(C.LEDGER_COLUMNS)
+        elif end == "torn":
+            # A write that was cut off left no line end: without one this entry would run into
+            # the fragment and both would be one unreadable line.
+            buf.write("\n")
         writer.writerows(entries)
         append_durable(self.ledger_path, buf.getvalue().encode("utf-8"))
 
-    def ledger(self) -> list[dict[str, str]]:
-        if not self.ledger_path.exists():
-            return []
-        text = self.ledger_path.read_text(encoding="utf-8-sig")
+    def read_ledger(self) -> Ledger:
+        """The ledger, entries and damaged lines apart. A missing file is an empty ledger; a file
+        that is not a ledger at all (a folder, not UTF-8, another header) is refused."""
+        path = self.ledger_path
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return Ledger([], [])
+        except IsADirectoryError:
+            raise InputError(path, None, "is a folder, not the ledger file; move it away (the "
+                                         "ledger is a CSV file postdeck appends to)") from None
+        except OSError as exc:
+            raise InputError(path, None, f"cannot be read ({exc.strerror}); check its "
+                                         "permissions") from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InputError(path, raw[: exc.start].count(b"\n") + 1,
+                             "is not UTF-8 text; restore it from a backup or save it as UTF-8 "
+                             "(postdeck will not guess which videos it names)") from None
         reader = csv.reader(io.StringIO(text, newline=""))
-        header = next(reader, None)
-        if header is not None and tuple(header) != C.LEDGER_COLUMNS:
-            raise InputError(self.ledger_path, 1, "is not a postdeck ledger (expected the header "
-                                                  f"{','.join(C.LEDGER_COLUMNS)}); inspect it")
-        return [dict(zip(C.LEDGER_COLUMNS, r)) for r in reader if len(r) == len(C.LEDGER_COLUMNS)]
+        entries, damaged = [], []
+        try:
+            header = next(reader, None)
+            if header is not None and tuple(header) != C.LEDGER_COLUMNS:
+                raise InputError(path, 1, "is not a postdeck ledger (expected the header "
+                                          f"{','.join(C.LEDGER_COLUMNS)}); inspect it")
+            line = reader.line_num + 1
+            for row in reader:
+                start, line = line, reader.line_num + 1
+                if len(row) == len(C.LEDGER_COLUMNS):
+                    entries.append(dict(zip(C.LEDGER_COLUMNS, row)))
+                elif any(cell.strip() for cell in row):
+                    damaged.append(DamagedLine(start, row))
+        except csv.Error:
+            damaged.append(DamagedLine(line, text.splitlines()[line - 1:line] or [""]))
+        return Ledger(entries, damaged)
 
-    def ledger_keys(self) -> set[str]:
-        """Job ids and video paths that were ever posted in this campaign."""
-        keys: set[str] = set()
-        for entry in self.ledger():
-            keys.add(entry["job_id"])
-            keys.add(entry["video_path"])
-        return keys
+    def ledger(self) -> list[dict[str, str]]:
+        return self.read_ledger().entries
+
+    def posted(self) -> PostedVideos:
+        """Every video this campaign ever posted or may have posted: the ledger (its damaged
+        lines too), and the successes and unknown outcomes of every archived progress file.
+        Matched by the video's file name (and by job id), never by folder or absolute path, so
+        a renamed campaign folder or the earlier system's Windows paths still match."""
+        ledger = self.read_ledger()
+        posted = PostedVideos()
+        for entry in ledger.entries:
+            posted.add(entry["video_path"], entry["job_id"])
+        for bad in ledger.damaged:
+            for cell in bad.cells:   # a cut-off entry: whatever it names counts as posted
+                posted.add(cell, cell)
+        for archive in self.archives():
+            for row in _archive_rows(archive):
+                if row[C.STATUS] == C.SUCCESS or row[C.ERROR_TYPE] == OUTCOME_UNKNOWN:
+                    posted.add(row[C.VIDEO_PATH], row[C.JOB_ID])
+        return posted
 
     def archives(self) -> list[Path]:
-        stem = self.path.stem
-        return sorted(p for p in self.path.parent.glob(f"{stem}_*.csv") if p != self.path)
-
-    def unknown_outcomes_in_archives(self) -> set[str]:
-        """Videos whose post ended with an unknown outcome on an earlier day: they may be public,
-        so seeding must not offer them again (the operator retries them by hand)."""
-        keys: set[str] = set()
-        for archive in self.archives():
-            try:
-                with open(archive, newline="", encoding="utf-8") as fh:
-                    for row in csv.reader(fh):
-                        if len(row) > C.ERROR_TYPE and row[C.ERROR_TYPE] == OUTCOME_UNKNOWN:
-                            keys.add(row[C.JOB_ID])
-                            keys.add(row[C.VIDEO_PATH])
-            except (OSError, UnicodeDecodeError, csv.Error):
-                continue  # an unreadable archive cannot add keys; the ledger still guards
-        return keys
+        """The campaign folder's other progress files: dated archives and whatever else the
+        earlier system left (progress_backup_*.csv, progress_pre*.csv, ...)."""
+        return sorted(p for p in self.path.parent.glob(f"{self.path.stem}*.csv")
+                      if p.name != self.path.name)
 
     # --- the day reset ---------------------------------------------------------------------------
     def reset_day(self, date: str, guard: Callable[[], None] | None = None) -> Path | None:
         """Archive the day as `<stem>_<date>.csv` (`_1`, `_2`, ... when taken) and start a fresh
         header-only file. `guard` runs under the lock and raises to refuse (workers alive).
-        Works on a corrupt file too: it is archived byte-for-byte, never parsed or rewritten."""
+        Works on a corrupt file too: it is archived byte-for-byte, never parsed or rewritten.
+        A reset that fails (a full disk) leaves the folder exactly as it was."""
         try:
             with self.lock:
                 if guard is not None:
                     guard()
-                archive = None
+                self._read_bytes()          # refuses a folder in the progress file's place
+                archive, linked = None, False
                 if self.path.exists():
                     archive = self._free_archive_name(date)
                     # A hard link keeps the old bytes under the archive name while the fresh file
                     # replaces the path, so there is no moment without a progress file.
                     try:
                         os.link(self.path, archive)
+                        linked = True
                     except OSError:
                         os.rename(self.path, archive)
-                write_atomic(self.path, HEADER_ONLY)
+                try:
+                    write_atomic(self.path, HEADER_ONLY)
+                except OSError:
+                    self._undo_archive(archive, linked)
+                    raise
                 self._cache = None
                 return archive
         except Timeout:
             raise InputError(self.path, None, "the progress file is locked by another process; "
                                               "try again when it is idle") from None
+        except OSError as exc:
+            raise InputError(self.path, None, f"could not start a new day ({exc.strerror or exc});"
+                                              " nothing was changed. Free some space or fix the "
+                                              "folder, then run --reset-day again") from None
+
+    def _undo_archive(self, archive: Path | None, linked: bool) -> None:
+        """Take back the archive name of a reset that could not write the fresh file: our own
+        second link to the day's bytes, or the renamed file itself, put back in its place."""
+        if archive is None:
+            return
+        if linked:
+            if os.path.samefile(archive, self.path):
+                archive.unlink()
+        else:
+            os.rename(archive, self.path)
 
     def _free_archive_name(self, date: str) -> Path:
         stem = self.path.stem
@@ -715,3 +644,59 @@ class ProgressStore:
 
 def job_id_for(filename: str, campaign: str) -> str:
     return f"{filename}_{campaign}"
+
+
+@dataclass(frozen=True)
+class DamagedLine:
+    line: int
+    cells: list[str]
+
+
+@dataclass(frozen=True)
+class Ledger:
+    entries: list[dict[str, str]]
+    damaged: list[DamagedLine]      # lines that are not whole entries (a cut-off write, an edit)
+
+
+class PostedVideos:
+    """Video file names and job ids that were ever posted (or may have been)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.job_ids: set[str] = set()
+
+    def add(self, video_path: str, job_id: str) -> None:
+        if video_path.strip():
+            self.names.add(video_name(video_path))
+        if job_id.strip():
+            self.job_ids.add(job_id)
+
+    def holds(self, name: str, job_id: str) -> bool:
+        return name in self.names or job_id in self.job_ids
+
+
+def _torn_or_empty(path: Path) -> str:
+    """'empty' (missing or zero bytes: write the header), 'torn' (the last write was cut off
+    before its line end) or 'whole'."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return "empty"
+            fh.seek(-1, os.SEEK_END)
+            return "whole" if fh.read(1) == b"\n" else "torn"
+    except FileNotFoundError:
+        return "empty"
+
+
+def _archive_rows(path: Path) -> list[list[str]]:
+    """An archive's rows, read leniently: a damaged archive still keeps every video it names
+    as posted out of seeding, and never stops today's work."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    try:
+        return parse_progress(path, data).rows
+    except CorruptProgressFile:
+        return lenient_rows(data)

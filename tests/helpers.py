@@ -11,11 +11,15 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from engine import columns as C
-from engine.campaigns import Account, Video
+from engine.campaigns import Account, Video, video_name
+from engine.rules import now_iso, parse_time
 from engine.settings import Settings
 from engine.tracker import ProgressStore, RetryPolicy
 
@@ -157,3 +161,85 @@ def run_cli(*args: str, cwd: Path | None = None, campaigns_dir: Path | None = No
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "console", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+# --- days and the daily limit over every file ---------------------------------------------------
+TIME_COLUMNS = (C.CLAIMED_AT, C.COMPLETED_AT, C.RETRY_AT)
+
+
+def age_one_day(root: Path, days: float = 1.0) -> None:
+    """Make a day pass for a campaign folder without waiting for one: every time in its
+    progress files moves back `days` days, and so do the files' modification times (what
+    engine/limits.py reads to skip files that cannot hold today's posts)."""
+    shift = 86400.0 * days
+    for path in sorted(Path(root).glob("*progress*.csv")):
+        text = path.read_text(encoding="utf-8")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        header, body = rows[0], rows[1:]
+        for r in body:
+            for col in TIME_COLUMNS:
+                if col < len(r) and r[col]:
+                    at = parse_time(r[col])
+                    if at is not None:
+                        r[col] = now_iso(at - shift)
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(body)
+        path.write_text(buf.getvalue(), encoding="utf-8")
+        st = path.stat()
+        os.utime(path, (st.st_atime - shift, st.st_mtime - shift))
+
+
+def posts_per_day(roots: list[Path], tz: str = "UTC") -> Counter:
+    """(account, YYYY-MM-DD) -> slots used, over every progress file of every campaign folder
+    given: successes and unknown outcomes on the day of completed_at, claims on claimed_at."""
+    zone = ZoneInfo(tz)
+    used: Counter = Counter()
+    for root in roots:
+        for path in sorted(Path(root).glob("*progress*.csv")):
+            for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")):
+                if len(r) < C.WIDTH or r[C.STATUS] not in C.STATUSES:
+                    continue
+                if r[C.STATUS] == C.CLAIMED:
+                    at = r[C.CLAIMED_AT]
+                elif r[C.STATUS] == C.SUCCESS or r[C.ERROR_TYPE] == "outcome_unknown":
+                    at = r[C.COMPLETED_AT]
+                else:
+                    continue
+                when = parse_time(at)
+                day = datetime.fromtimestamp(when, zone).date().isoformat() if when else "?"
+                used[(r[C.ACCOUNT], day)] += 1
+    return used
+
+
+def assert_daily_limits(roots: list[Path], limit: int, tz: str = "UTC") -> Counter:
+    """No account above its limit on any calendar day, counted over every progress file
+    (archives too) of every campaign that shares the accounts; no video posted twice."""
+    used = posts_per_day(roots, tz)
+    over = {k: n for k, n in used.items() if n > limit}
+    assert not over, f"accounts above their daily limit of {limit}: {over}"
+    names: Counter = Counter()
+    for root in roots:
+        for path in sorted(Path(root).glob("*progress*.csv")):
+            for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")):
+                if len(r) > C.STATUS and r[C.STATUS] == C.SUCCESS:
+                    names[video_name(r[C.VIDEO_PATH])] += 1
+    twice = {n: k for n, k in names.items() if k > 1}
+    assert not twice, f"videos posted twice: {twice}"
+    return used
+
+
+def tree_snapshot(top: Path) -> dict[str, tuple[bytes | None, int]]:
+    """Every file below `top` with its bytes and mtime (folders and links as None): 'nothing
+    changed, nothing added' compares two of these."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(top))
+            if p.is_symlink() or p.is_dir():
+                out[rel] = (None, 0)
+            else:
+                out[rel] = (p.read_bytes(), p.stat().st_mtime_ns)
+    return out

@@ -14,7 +14,7 @@ from engine.problems import InputError
 from engine.settings import load_settings, validate_daily_limit
 from engine.tracker import job_id_for
 
-from helpers import (T0, accounts, by_id, make_campaign, make_store, row, snapshot, videos,
+from helpers import (Clock, T0, accounts, by_id, make_campaign, make_store, row, snapshot, videos,
                      write_progress)
 
 
@@ -106,12 +106,16 @@ def test_ledger_videos_are_never_reseeded(tmp_path):
 
 
 def test_ledger_survives_a_day_reset_and_still_guards(tmp_path):
-    store = make_store(tmp_path, [row("v1.mp4_c", "a")])
+    clock = Clock()
+    store = make_store(tmp_path, [row("v1.mp4_c", "a")], clock=clock)
     job = store.claim("w1")
     store.complete(job["job_id"], job["claim_id"])
     store.reset_day("20250615")
-    added = store.seed(videos(tmp_path, ["v1.mp4", "v2.mp4"]), accounts("a"), "c")
-    assert seeded(added) == [("a", "v2.mp4_c")]
+    vids = videos(tmp_path, ["v1.mp4", "v2.mp4"])
+    # A reset starts a new file, not a new day: the account used its one slot today.
+    assert store.seed(vids, accounts("a"), "c") == []
+    clock.advance(86400)
+    assert seeded(store.seed(vids, accounts("a"), "c")) == [("a", "v2.mp4_c")]
 
 
 def test_unknown_outcomes_of_earlier_days_are_not_reseeded(tmp_path):

@@ -8,7 +8,7 @@ from textual.binding import Binding
 from engine import columns as C
 from engine.accounts import COOLDOWN, AccountState, account_states
 from engine.campaigns import Account
-from engine.rules import parse_time
+from engine.rules import Day, Usage, parse_time
 from engine.settings import Settings
 
 from .fmt import duration, first_line
@@ -43,9 +43,11 @@ class AccountStates:
     """The engine's `account_states`, recomputed only for the accounts a poll can have changed.
 
     An account's state depends on its own rows, on which phones are held (by claimed jobs of any
-    account, or by other campaigns) and on the time. So after the first poll only these accounts
+    account, or by other campaigns), on what it used today in the host's other progress files,
+    and on the time. So after the first poll only these accounts
     are computed again, by the engine's own function on their rows alone: those with a row
-    added, removed or changed; those on a phone whose held state changed; those cooling down or
+    added, removed or changed; those whose use elsewhere changed; those on a phone whose held state
+    changed; those cooling down or
     with a retry due later (time moves them). The phones held are passed in full, so each
     account sees what it would see in a full computation. A full computation runs when the
     accounts file or settings change, and every `full_every` seconds anyway."""
@@ -58,9 +60,11 @@ class AccountStates:
         self._key: tuple | None = None
         self._full_at = float("-inf")
         self._now = float("-inf")
+        self._elsewhere: dict[str, Usage] = {}
 
     def compute(self, rows: list[list[str]], settings: Settings, now: float,
-                accounts: list[Account], busy: set[str]) -> list[AccountState]:
+                accounts: list[Account], busy: set[str],
+                elsewhere: dict[str, Usage] | None = None) -> list[AccountState]:
         groups: dict[str, list[list[str]]] = {}
         held = set(busy)
         retrying: list[list[str]] = []
@@ -75,9 +79,11 @@ class AccountStates:
                 held.add(row[C.PHONE_ID] or account)
             elif status == C.RETRYING:
                 retrying.append(row)
-        key = (id(accounts), len(accounts), settings)
+        elsewhere = elsewhere or {}
+        # A new day changes every account's count: compute them all.
+        key = (id(accounts), len(accounts), settings, Day.of(now, settings.tz).label)
         if key != self._key or now - self._full_at >= self.full_every or now < self._now:
-            states = account_states(rows, settings, now, accounts, busy)
+            states = account_states(rows, settings, now, accounts, busy, elsewhere)
             self._key, self._full_at = key, now
         else:
             old = self._groups
@@ -90,6 +96,9 @@ class AccountStates:
                 at = parse_time(row[C.RETRY_AT])
                 if at is not None and last < at <= now:
                     stale.add(row[C.ACCOUNT])
+            old_elsewhere = self._elsewhere
+            stale.update(a for a in elsewhere.keys() | old_elsewhere.keys()
+                         if elsewhere.get(a) != old_elsewhere.get(a))
             moved = held ^ self._held
             for name, st in self._states.items():
                 if st.phone in moved:
@@ -102,12 +111,14 @@ class AccountStates:
             if stale:
                 mine = [r for a in stale for r in groups.get(a, ())]
                 fresh = {s.account: s for s in account_states(
-                    mine, settings, now, [a for a in accounts if a.name in stale], held)}
+                    mine, settings, now, [a for a in accounts if a.name in stale], held,
+                    {a: u for a, u in elsewhere.items() if a in stale})}
             listed = {a.name for a in accounts}
             order = [a.name for a in accounts] + [a for a in groups if a not in listed]
             states = [fresh.get(a) or self._states[a] for a in order]
         self._states = {s.account: s for s in states}
         self._groups, self._held, self._now = groups, held, now
+        self._elsewhere = elsewhere
         return states
 
 

@@ -19,8 +19,10 @@ from typing import Callable
 from engine import columns as C
 from engine.campaigns import list_campaign_dirs
 from engine.context import PostingContext
+from engine.limits import HostDay
 from engine.phones import held_phones
 from engine.problems import InputError
+from engine.rules import Day
 from engine.runstate import process_alive, read_heartbeats, running_supervisor
 from engine.tracker import parse_progress
 
@@ -233,6 +235,7 @@ class Feed:
         self._alive = AliveCheck(pid_alive)
         self._accounts_file = AccountsFile()
         self._readers: dict[Path, ProgressReader] = {}
+        self._hosts: dict[Path, HostDay] = {}
         self._jobs = JobRows()
         self._accounts = AccountRows()
         self._states = AccountStates()
@@ -346,5 +349,10 @@ class Feed:
             accounts = []
         busy = {phone for phone, owner in held_phones(ctx.phones_dir).items()
                 if owner.get("campaign_root") != str(ctx.root)}
-        states = self._states.compute(rows, ctx.settings, now, accounts, busy)
+        host = self._hosts.get(ctx.progress_file)
+        if host is None:
+            host = self._hosts[ctx.progress_file] = HostDay(ctx.progress_file, ctx.host_state_dir,
+                                                            ctx.campaigns_dir)
+        elsewhere = host.usage(Day.of(now, ctx.settings.tz))
+        states = self._states.compute(rows, ctx.settings, now, accounts, busy, elsewhere)
         frame.accounts = self._accounts.build(states, now)

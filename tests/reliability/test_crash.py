@@ -31,6 +31,7 @@ from engine.runstate import live_workers, read_run_info
 from engine.tracker import ProgressStore
 
 from conftest import REPO, fast_sim, postdeck, write_campaign
+from helpers import age_one_day, assert_daily_limits
 
 KILLS = int(os.environ.get("POSTDECK_CRASH_KILLS", "24"))
 HAMMER = Path(__file__).with_name("hammer.py")
@@ -61,11 +62,24 @@ def check(ctx: PostingContext, acked: set[str] | None = None, allow_claims: bool
     status = {r[C.JOB_ID]: r[C.STATUS] for r in rows}
     for job_id in acked or ():
         assert status.get(job_id) == C.SUCCESS, f"acknowledged success of {job_id} was lost"
+    # and over every day the harness has run: archives included, per calendar day
+    assert_daily_limits([ctx.root], limit)
     return Counter(r[C.STATUS] for r in rows)
 
 
+def _reset_same_day(ctx: PostingContext, campaigns_dir: Path) -> int:
+    """The operator's habit: another --reset-day --force-reseed on the same calendar day. It must
+    not give any account a second day's worth of posts."""
+    res = postdeck("--no-ui", "--campaigns-dir", str(campaigns_dir), "--campaign", ctx.name,
+                   "--reset-day", "--force-reseed", "--seed-only")
+    assert res.returncode == 0, res.stderr
+    return ProgressStore.for_context(ctx).stats()["total"]
+
+
 def _new_day(ctx: PostingContext, campaigns_dir: Path) -> int:
-    """Archive the finished day and seed the next one (the ledger keeps posted videos out)."""
+    """Let a calendar day pass (a reset alone is no new day: the limit is per calendar day),
+    archive the finished day and seed the next one (the ledger keeps posted videos out)."""
+    age_one_day(ctx.root)
     res = postdeck("--no-ui", "--campaigns-dir", str(campaigns_dir), "--campaign", ctx.name,
                    "--reset-day", "--force-reseed", "--seed-only")
     assert res.returncode == 0, res.stderr
@@ -104,7 +118,7 @@ def test_sigkill_store_writers_at_random_moments(campaigns_dir, tmp_path):
     acked: set[str] = set()
     procs: dict[str, subprocess.Popen] = {}
     acks = {w: tmp_path / f"ack-{w}.log" for w in "0123"}
-    kills = days = 0
+    kills = days = same_day_resets = 0
 
     def spawn(w: str) -> None:
         procs[w] = subprocess.Popen([sys.executable, str(HAMMER), str(root), str(campaigns_dir),
@@ -144,7 +158,11 @@ def test_sigkill_store_writers_at_random_moments(campaigns_dir, tmp_path):
             for p in procs.values():  # all idle: start the next day
                 p.wait()
             days += 1
-            assert _new_day(ctx, campaigns_dir) > 0, "ran out of videos"
+            if rng.random() < 0.3:
+                _reset_same_day(ctx, campaigns_dir)
+                same_day_resets += 1
+            else:
+                assert _new_day(ctx, campaigns_dir) > 0, "ran out of videos"
             for x in procs:
                 spawn(x)
             continue
@@ -166,8 +184,9 @@ def test_sigkill_store_writers_at_random_moments(campaigns_dir, tmp_path):
     counts = check(ctx, allow_claims=False)
     assert_day_done(ctx)
     check_ledger()
-    print(f"store harness: {kills} SIGKILLs over {days + 1} days, {len(acked)} acknowledged "
-          f"successes, final day {dict(counts)}")
+    print(f"store harness: {kills} SIGKILLs over {days + 1} days ({same_day_resets} extra "
+          f"resets on the same day), {len(acked)} acknowledged successes, final day "
+          f"{dict(counts)}")
     assert kills == KILLS
 
 
@@ -194,7 +213,7 @@ def test_sigkill_runs_at_random_moments(campaigns_dir):
                                                   failure_rate=0.1)})
     ctx = PostingContext.for_campaign_dir(root, campaigns_dir)
     rng = random.Random(7)
-    kills, runs, days, victims = 0, 0, 0, Counter()
+    kills, runs, days, same_day_resets, victims = 0, 0, 0, 0, Counter()
     while kills < target:
         res = postdeck("--no-ui", "--campaigns-dir", str(campaigns_dir), "--campaign", "c",
                        "--run", "--detach", "--workers", "3", "--retry-delay", "0")
@@ -230,11 +249,16 @@ def test_sigkill_runs_at_random_moments(campaigns_dir):
         check(ctx)
         if day_done(ctx):
             days += 1
-            assert _new_day(ctx, campaigns_dir) > 0, "ran out of videos"
+            if rng.random() < 0.3:
+                _reset_same_day(ctx, campaigns_dir)
+                same_day_resets += 1
+            else:
+                assert _new_day(ctx, campaigns_dir) > 0, "ran out of videos"
     res = postdeck("--no-ui", "--campaigns-dir", str(campaigns_dir), "--campaign", "c", "--run",
                    "--workers", "2", "--retry-delay", "0")
     assert res.returncode == 0, res.stderr
     counts = check(ctx, allow_claims=False)
     assert_day_done(ctx)
-    print(f"run harness: {kills} SIGKILLs over {runs} runs and {days + 1} days "
-          f"({dict(victims)}), final day {dict(counts)}")
+    print(f"run harness: {kills} SIGKILLs over {runs} runs and {days + 1} days, "
+          f"{same_day_resets} extra resets on the same day ({dict(victims)}), final day "
+          f"{dict(counts)}")
