@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .problems import InputError
 from .settings import Settings, load_settings
@@ -45,6 +45,15 @@ class Campaign:
     @property
     def phones(self) -> list[str]:
         return list(dict.fromkeys(a.phone for a in self.accounts))
+
+
+def video_name(video_path: str) -> str:
+    """A video's file name from a path as any system wrote it: the earlier system's progress
+    files hold Windows paths (C:\\Users\\...\\x.mp4). Videos are matched by this name, never by
+    folder or absolute path, so renaming or moving a campaign folder keeps every match."""
+    if "\\" in video_path:
+        return PureWindowsPath(video_path).name
+    return PurePosixPath(video_path).name
 
 
 def read_text(path: Path, what: str) -> str:
@@ -88,23 +97,63 @@ def parse_accounts(path: Path) -> list[Account]:
     return accounts
 
 
-def find_videos(videos_dir: Path) -> dict[str, Path]:
+def find_videos(videos_dir: Path, root: Path | None = None) -> dict[str, Path]:
     """Every video file below videos/, by file name. Two files with one name would give two jobs
-    one job_id, so that is refused."""
+    one job_id, so that is refused. Nothing outside the campaign folder `root` is ever pushed to
+    a phone: a videos folder or a video that links outside it is refused."""
     if not videos_dir.is_dir():
         raise InputError(videos_dir, None, "the videos folder is missing; create it and put the "
                                            "videos in it")
+    inside = (root or videos_dir).resolve()
+    if not _inside(videos_dir.resolve(), inside):
+        raise InputError(videos_dir, None, f"links to {videos_dir.resolve()}, outside the campaign "
+                                           "folder; copy the videos into the campaign instead")
     found: dict[str, Path] = {}
     for path in sorted(videos_dir.rglob("*")):
         if path.name.startswith(".") or not path.is_file():
             continue
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             continue
+        if not _inside(path.resolve(), inside):
+            raise InputError(path, None, f"links to {path.resolve()}, outside the campaign folder; "
+                                         "copy the video into the campaign instead")
         if path.name in found:
             raise InputError(path, None, f"has the same file name as {found[path.name]}; video "
                                          "file names must be unique in a campaign, rename one")
         found[path.name] = path
     return found
+
+
+class VideoFinder:
+    """Where a job's video is now. A progress row keeps the path it was seeded with, which may
+    name the campaign's old folder (after a rename) or another machine (the earlier system's
+    Windows paths): campaign mode looks the file name up in the campaign's videos; legacy mode
+    takes the path relative to the working directory. A path outside the campaign (or working
+    directory) is never returned, whatever the row says."""
+
+    def __init__(self, root: Path, legacy: bool = False):
+        self.root = Path(root).resolve()
+        self.legacy = legacy
+        self._index: dict[str, Path] | None = None
+
+    def find(self, video_path: str) -> tuple[Path | None, str]:
+        """(the file, '') or (None, why not)."""
+        if self.legacy:
+            path = Path(video_path)
+            path = (path if path.is_absolute() else self.root / path).resolve()
+            if not _inside(path, self.root):
+                return None, f"{video_path} is outside the working directory {self.root}"
+            return (path, "") if path.is_file() else (None, f"video file not found: {path}")
+        name = video_name(video_path)
+        for fresh in (False, True):
+            if self._index is None or fresh:
+                try:
+                    self._index = find_videos(self.root / VIDEOS_DIR, self.root)
+                except InputError as exc:
+                    return None, str(exc)
+            if name in self._index:
+                return self._index[name], ""
+        return None, f"video file not found: {name} is not in {self.root / VIDEOS_DIR}"
 
 
 def parse_captions(path: Path, filename_column: str, caption_column: str,
@@ -164,7 +213,7 @@ def load_campaign(root: Path, name: str | None = None) -> Campaign:
         raise InputError(root, None, "is not a campaign folder")
     settings = load_settings(root / SETTINGS_FILE)
     accounts = parse_accounts(root / ACCOUNTS_FILE)
-    videos = find_videos(root / VIDEOS_DIR)
+    videos = find_videos(root / VIDEOS_DIR, root)
     captioned = parse_captions(root / CAPTIONS_FILE, settings.filename_column,
                                settings.caption_column, videos)
     return Campaign(name or root.name, root, settings, accounts, captioned)
@@ -172,7 +221,9 @@ def load_campaign(root: Path, name: str | None = None) -> Campaign:
 
 def resolve_campaign_dir(campaigns_dir: Path, name_or_path: str) -> Path:
     """A bare name lives in the campaigns folder and may not leave it (no '..', no symlink out);
-    an absolute path is taken as given; a relative path must stay inside the campaigns folder."""
+    an absolute path is taken as given; a relative path must stay inside the campaigns folder.
+    Either way the folder must be a campaign (it has accounts.txt) and not a folder inside one:
+    a writing command must never plant progress files in some other folder."""
     base = Path(campaigns_dir).resolve()
     candidate = Path(name_or_path)
     if candidate.is_absolute():
@@ -193,6 +244,19 @@ def resolve_campaign_dir(campaigns_dir: Path, name_or_path: str) -> Path:
     if not target.is_dir():
         raise InputError(None, None, f"no campaign '{name_or_path}' in {base}; "
                                      "see --list-campaigns")
+    real = target.resolve()
+    # A few levels up is enough to catch videos/ and its chunk folders; never past the
+    # campaigns folder, whose own parents are none of our business.
+    for parent in list(real.parents)[:4]:
+        if parent == base or not parent.parent.name:
+            break
+        if (parent / ACCOUNTS_FILE).is_file():
+            raise InputError(None, None, f"'{name_or_path}' is a folder inside the campaign "
+                                         f"{parent}, not a campaign; name the campaign itself")
+    if not (real / ACCOUNTS_FILE).exists():
+        raise InputError(real / ACCOUNTS_FILE, None, f"is missing, so {real} is not a campaign "
+                                                     "folder; create accounts.txt there (see "
+                                                     "docs/RUNBOOK.md) or name another folder")
     return target
 
 

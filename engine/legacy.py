@@ -53,7 +53,11 @@ def load_scheduler_state(path: Path) -> list[Video]:
             raise InputError(path, line, f"video #{i + 1} has no video_path")
         if not isinstance(caption, str):
             raise InputError(path, line, f"video #{i + 1} has a caption that is not text")
-        video_path = (base / raw).resolve() if not Path(raw).is_absolute() else Path(raw)
+        video_path = (base / raw).resolve() if not Path(raw).is_absolute() else Path(raw).resolve()
+        if base.resolve() not in video_path.parents:
+            raise InputError(path, line, f"video #{i + 1} ({raw}) is outside the working "
+                                         f"directory {base.resolve()}; postdeck only posts videos "
+                                         "that are inside it")
         name = video_path.name
         if name in seen:
             raise InputError(path, line, f"video '{name}' is listed twice (first as video "

@@ -13,7 +13,10 @@ MAX_BYTES = 5 * 1024 * 1024
 BACKUPS = 3
 
 
-def file_logger(name: str, path: Path, also_stderr: bool = False) -> logging.Logger:
+def file_logger(name: str, path: Path, also_stderr: bool = False,
+                library: bool = False) -> logging.Logger:
+    """A logger writing to `path`. `library`: the backends' own messages (Geelark retries, adb,
+    Appium: the "postdeck.*" loggers) go to the same file, for the one process that asks."""
     path.parent.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
@@ -28,4 +31,8 @@ def file_logger(name: str, path: Path, also_stderr: bool = False) -> logging.Log
         err = logging.StreamHandler()
         err.setFormatter(logging.Formatter(FORMAT, DATEFMT))
         logger.addHandler(err)
+    if library:
+        shared = logging.getLogger("postdeck")
+        shared.setLevel(logging.INFO)
+        shared.addHandler(handler)
     return logger

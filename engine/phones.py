@@ -5,6 +5,7 @@ dies) for as long as it drives the phone, and writes who it is beside it so othe
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -15,8 +16,18 @@ from filelock import FileLock, Timeout
 from .runstate import process_alive
 
 
+MAX_NAME = 80
+
+
 def _safe(phone: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", phone)
+    """A file name for a phone's lock. Phone names are the operator's (often account names):
+    any character, any length. Two names must never share a lock, so a name that had to be
+    changed or cut carries a digest of the original."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", phone)
+    if safe == phone and len(phone) <= MAX_NAME and not phone.startswith("."):
+        return phone
+    digest = hashlib.sha1(phone.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{safe[:MAX_NAME - 17]}-{digest}"
 
 
 class PhoneLocks:

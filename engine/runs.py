@@ -12,11 +12,12 @@ import time
 from . import operations
 from .context import PostingContext
 from .devices import make_backend
+from .preflight import check_run
 from .problems import Refused
-from .runstate import (live_workers, process_alive, read_run_info, running_supervisor,
-                       take_run_lock)
+from .runstate import (live_workers, our_worker, process_alive, read_run_info,
+                       running_supervisor, take_run_lock)
 from .tracker import ProgressStore
-from .workers import RunOptions, Supervisor, validate_phones
+from .workers import RunOptions, Supervisor
 
 STOP_ALL_SIGNAL = signal.SIGUSR1
 DEFAULT_MAX_PASSES = 3
@@ -62,10 +63,7 @@ def _print(message: str) -> int:
 
 def run_foreground(ctx: PostingContext, options: RunOptions, force_reseed: bool = False) -> int:
     # Everything that can be wrong with the input is checked before any file is written.
-    operations.require_enabled(ctx)
-    ProgressStore.for_context(ctx).validate()
-    operations.load_inputs(ctx)
-    validate_phones(ctx, options)
+    check_run(ctx, options.workers, options.phones, options.backend)
     lock = take_run_lock(ctx, "--run")
     try:
         supervisor = Supervisor(ctx, options)
@@ -81,6 +79,9 @@ def run_foreground(ctx: PostingContext, options: RunOptions, force_reseed: bool 
             supervisor.finish()
             display.close()
         _summary(ctx, supervisor)
+        failed = supervisor.all_workers_failed()
+        if failed:
+            raise Refused(f"the run could not go on: {failed}")
         return 0
     finally:
         lock.release()
@@ -203,9 +204,14 @@ def request_stop(ctx: PostingContext, now: bool = False, wait_s: float = 30.0) -
         if process_alive(info.pid, info.create_time):
             raise Refused(f"supervisor pid {info.pid} did not end within {wait_s:.0f}s")
         return f"{ctx.describe()}: stopped at once; claims released, phones stopped"
-    orphans = live_workers(ctx)
+    alive = live_workers(ctx)
+    orphans = [hb for hb in alive if our_worker(hb, ctx)]
+    unsure = [hb for hb in alive if hb not in orphans]
+    left = (f"; left alone pid(s) {', '.join(str(h.pid) for h in unsure)}: their heartbeat is "
+            "stale or they are not this campaign's workers, so postdeck will not signal them"
+            if unsure else "")
     if not orphans:
-        return f"{ctx.describe()}: no run is going"
+        return f"{ctx.describe()}: no run is going{left}"
     if not now:
         return (f"{ctx.describe()}: no supervisor, but workers {', '.join(str(h.pid) for h in orphans)}"
                 " are finishing their job and will leave; use --stop-all to end them now")
@@ -215,8 +221,9 @@ def request_stop(ctx: PostingContext, now: bool = False, wait_s: float = 30.0) -
         except ProcessLookupError:
             pass
     deadline = time.time() + 5
-    while time.time() < deadline and live_workers(ctx):
+    while time.time() < deadline and any(process_alive(h.pid, h.create_time) for h in orphans):
         time.sleep(0.05)
-    released = ProgressStore.for_context(ctx).recover_stale((), counted=False)
+    released = ProgressStore.for_context(ctx).recover_stale(
+        [h.worker_id for h in unsure], counted=False)
     return (f"{ctx.describe()}: ended {len(orphans)} orphaned worker(s); released "
-            f"{len(released)} claim(s)")
+            f"{len(released)} claim(s){left}")

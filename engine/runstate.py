@@ -25,6 +25,9 @@ HEARTBEAT_EVERY_S = 2.0
 # (hung in the kernel, stopped with SIGSTOP, or a pid that was reused).
 HEARTBEAT_LEASE_S = 30.0
 RUN_LOCK_WAIT_S = 0.5
+# Set in every worker's environment to the campaign folder it works for: before a signal is sent
+# to a pid named in a heartbeat, the process must say it is a worker of this campaign.
+WORKER_MARKER_ENV = "POSTDECK_WORKER_OF"
 
 
 def process_alive(pid: int, create_time: float | None = None) -> bool:
@@ -95,7 +98,22 @@ def read_heartbeats(folder: Path) -> list[Heartbeat]:
 
 
 def live_workers(ctx) -> list[Heartbeat]:
+    """Workers whose process still exists, fresh heartbeat or not: a hung worker still blocks a
+    day reset. Not a licence to signal them: see our_worker."""
     return [hb for hb in read_heartbeats(ctx.heartbeats_dir) if process_alive(hb.pid, hb.create_time)]
+
+
+def our_worker(hb: Heartbeat, ctx) -> bool:
+    """Whether the process a heartbeat names may be signalled: the heartbeat is fresh, the pid
+    has the start time it recorded, and the process carries this campaign's worker marker. A
+    stale or hand-made heartbeat file never gets some other process killed."""
+    if not hb.alive():
+        return False
+    try:
+        marker = psutil.Process(hb.pid).environ().get(WORKER_MARKER_ENV)
+    except (psutil.Error, OSError):
+        return False
+    return marker == str(ctx.root)
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,13 @@ from pathlib import Path
 from .context import PostingContext
 from .devices import PostRequest, WorkerSlot, make_backend
 from .durable import write_atomic
-from .errors import classify
+from .campaigns import VideoFinder
+from .errors import CONTENT, OUTCOME_UNKNOWN, UNKNOWN, Classification, PostError, classify
 from .logs import file_logger
-from .phones import PhoneLocks, held_phones
+from .phones import PhoneLocks
 from .problems import Refused
-from .runstate import (HEARTBEAT_EVERY_S, HEARTBEAT_LEASE_S, create_time_of, live_workers,
-                       run_info_path, write_heartbeat)
+from .runstate import (HEARTBEAT_EVERY_S, HEARTBEAT_LEASE_S, WORKER_MARKER_ENV,
+                       create_time_of, live_workers, run_info_path, write_heartbeat)
 from .tracker import ClaimLost, ProgressStore, RetryPolicy
 from . import wake
 
@@ -34,6 +35,8 @@ from . import wake
 # phone released by another campaign, which sends no wake-up to this one.
 IDLE_RECHECK_S = 5.0
 RESTARTS_PER_SLOT = 5
+# A worker bound to a phone that another process holds: restarting it would fail the same way.
+EXIT_PHONE_HELD = 4
 
 
 @dataclass(frozen=True)
@@ -72,13 +75,14 @@ class Worker:
         self.ctx = context_of(spec)
         self.slot = WorkerSlot.for_index(spec.index, self.ctx.logs_dir)
         self.log = file_logger(f"postdeck.worker.{spec.index}",
-                               self.ctx.logs_dir / f"worker-{spec.index}.log")
+                               self.ctx.logs_dir / f"worker-{spec.index}.log", library=True)
         self.store = ProgressStore.for_context(self.ctx, retry=spec.retry, run_id=spec.run_id)
         self.backend = make_backend(self.ctx, spec.backend)
         self.locks = PhoneLocks(self.ctx.phones_dir, {
             "campaign": self.ctx.name, "campaign_root": str(self.ctx.root),
             "worker_id": spec.worker_id, "run_id": spec.run_id})
         self.waker = wake.Waker(str(self.ctx.root), spec.worker_id)
+        self.videos = VideoFinder(self.ctx.root, self.ctx.legacy)
         self.stopping = False
         self.state = "starting"
         self.job: dict | None = None
@@ -117,7 +121,7 @@ class Worker:
         signal.signal(signal.SIGTERM, lambda *_: os._exit(3))
         if self.spec.phone and not self.locks.try_hold(self.spec.phone):
             self.log.error("phone %s is held by another worker; leaving", self.spec.phone)
-            return 4
+            return EXIT_PHONE_HELD
         self.beat()
         beat = threading.Thread(target=self._heartbeat_loop, daemon=True)
         beat.start()
@@ -168,34 +172,34 @@ class Worker:
         self.beat()
         self.log.info("claimed %s (account %s, phone %s, attempt %s)", job_id, job["account"],
                       phone, job["attempts"])
+        published = False
         try:
             self.store.set_phase(job_id, claim_id, "preparing")
+            video, why = self.videos.find(job["video_path"])
+            if video is None:   # checked before any phone starts
+                raise PostError(f"{why}; nothing was pushed to the phone",
+                                error_type="video_missing", category=CONTENT)
             self.backend.prepare(phone, self.slot)
             self.state = "posting"
             self.beat()
 
             def on_publishing() -> None:
+                nonlocal published
                 # Raises ClaimLost if the claim was recovered: the backend then never shares.
                 self.store.set_phase(job_id, claim_id, "publishing")
+                published = True
                 self.state = "publishing"
                 self.beat()
                 self.log.info("publishing %s", job_id)
 
-            request = PostRequest(job_id, job["account"], phone, Path(job["video_path"]),
-                                  job["caption"])
+            request = PostRequest(job_id, job["account"], phone, video, job["caption"])
             video_id = self.backend.post(request, self.slot, on_publishing)
-            self.store.complete(job_id, claim_id, video_id or "")
-            self.log.info("success %s (video id %s)", job_id, video_id or "-")
         except ClaimLost as exc:
             self.log.warning("lost the claim on %s: %s", job_id, exc)
         except Exception as exc:  # every failure is classified and recorded, none kills the loop
-            cls = classify(exc)
-            try:
-                row = self.store.fail(job_id, claim_id, exc, cls)
-                self.log.warning("failed %s: %s [%s/%s] -> %s", job_id, exc, cls.category,
-                                 cls.error_type, row["status"])
-            except ClaimLost as lost:
-                self.log.warning("lost the claim on %s while failing it: %s", job_id, lost)
+            self._record_failure(job_id, claim_id, exc, published)
+        else:
+            self._record_success(job_id, claim_id, video_id)
         finally:
             self.job = None
             self.state = "idle"
@@ -203,6 +207,42 @@ class Worker:
                 self.locks.release(phone)
             wake.send(str(self.ctx.root), range(self.spec.n_workers))
             self.beat()
+
+
+    def _record_failure(self, job_id: str, claim_id: str, exc: Exception,
+                        published: bool) -> None:
+        cls = classify(exc)
+        if published and not (isinstance(exc, PostError) and exc.error_type):
+            # The share step was reached: the post may be public, so a retry could post twice.
+            # Only a backend that knows what happened (it names the error type) says otherwise.
+            cls = Classification(UNKNOWN, OUTCOME_UNKNOWN)
+        try:
+            row = self.store.fail(job_id, claim_id, exc, cls)
+            self.log.warning("failed %s: %s [%s/%s] -> %s", job_id, exc, cls.category,
+                             cls.error_type, row["status"])
+        except ClaimLost as lost:
+            self.log.warning("lost the claim on %s while failing it: %s", job_id, lost)
+
+    def _record_success(self, job_id: str, claim_id: str, video_id: str | None) -> None:
+        """The post is public. If recording it fails (a full disk), the job must still never be
+        retried: it ends as an unknown outcome, or, if even that cannot be written, stays
+        claimed in phase publishing, which recovery turns into an unknown outcome."""
+        try:
+            self.store.complete(job_id, claim_id, video_id or "")
+            self.log.info("success %s (video id %s)", job_id, video_id or "-")
+            return
+        except ClaimLost as exc:
+            self.log.warning("lost the claim on %s after posting: %s", job_id, exc)
+            return
+        except Exception as exc:
+            self.log.error("posted %s but could not record the success: %s", job_id, exc)
+            error = exc
+        try:
+            self.store.fail(job_id, claim_id, f"posted, but the success could not be recorded "
+                            f"({error}); check the account before retrying it",
+                            Classification(UNKNOWN, OUTCOME_UNKNOWN))
+        except Exception as exc:
+            self.log.error("could not record %s as an unknown outcome either: %s", job_id, exc)
 
 
 def worker_main(spec: WorkerSpec) -> None:
@@ -221,37 +261,13 @@ class RunOptions:
     lease_s: float = HEARTBEAT_LEASE_S
 
 
-def validate_phones(ctx: PostingContext, options: "RunOptions") -> None:
-    """--phones: one per worker, no repeats, each known to the backend and not held by another
-    run. Checked before anything starts or is written."""
-    phones = options.phones
-    if not phones:
-        return
-    if len(phones) != options.workers:
-        raise Refused(f"--phones names {len(phones)} phone(s) but --workers is "
-                      f"{options.workers}; give one phone per worker")
-    repeated = sorted({p for p in phones if phones.count(p) > 1})
-    if repeated:
-        raise Refused(f"--phones repeats {', '.join(repeated)}; each worker needs its own phone")
-    backend_name = options.backend or ctx.settings.backend
-    known = set(make_backend(ctx, backend_name).list_phones())
-    unknown = [p for p in phones if p not in known]
-    if unknown:
-        raise Refused(f"--phones: {', '.join(unknown)} not found in the {backend_name} "
-                      f"backend (it has: {', '.join(sorted(known)) or 'none'})")
-    held = held_phones(ctx.phones_dir)
-    busy = [f"{p} (campaign {held[p].get('campaign')}, pid {held[p].get('pid')})"
-            for p in phones if p in held]
-    if busy:
-        raise Refused(f"phone(s) held by another run: {', '.join(busy)}")
-
-
 @dataclass
 class Slot:
     spec: WorkerSpec
     process: mp.Process | None = None
     restarts: list[float] = field(default_factory=list)
     done: bool = False
+    exit_codes: list[int] = field(default_factory=list)
 
 
 class Supervisor:
@@ -290,6 +306,7 @@ class Supervisor:
                 "backend": self.backend_name}
         self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(run_info_path(self.ctx), json.dumps(info).encode())
+        os.environ[WORKER_MARKER_ENV] = str(self.ctx.root)   # inherited by every spawned worker
         self.wait_for_orphans()
         recovered = self.store.recover_stale(live_workers=(), run_id=self.run_id)
         for job in recovered:
@@ -356,6 +373,7 @@ class Supervisor:
 
     def _reap(self, slot: Slot) -> None:
         code = slot.process.exitcode
+        slot.exit_codes.append(code)
         wid = slot.spec.worker_id
         if code == 0:
             slot.done = True
@@ -371,7 +389,7 @@ class Supervisor:
         slot.restarts = [t for t in slot.restarts if now - t < 60] + [now]
         if self.stop_mode is not None:
             slot.done = True
-        elif code == 4:
+        elif code == EXIT_PHONE_HELD:
             slot.done = True  # its phone is held elsewhere: restarting would fail the same way
         elif len(slot.restarts) > RESTARTS_PER_SLOT:
             self.log.error("worker %s died %d times in a minute; not restarting it", wid,
@@ -379,6 +397,19 @@ class Supervisor:
             slot.done = True
         else:
             self._spawn(slot)
+
+    def all_workers_failed(self) -> str:
+        """Why the run could not go on ('' when it could): no worker ever ended well, and the
+        operator did not stop them. A run whose every worker died must not exit 0."""
+        if self.stop_mode is not None or not self.slots:
+            return ""
+        if any(0 in s.exit_codes for s in self.slots):
+            return ""
+        codes = sorted({c for s in self.slots for c in s.exit_codes})
+        why = ("the phone each was bound to is held by another process"
+               if codes == [EXIT_PHONE_HELD] else f"exit codes {', '.join(map(str, codes))}")
+        return (f"every worker died ({why}); see the logs in {self.ctx.logs_dir} "
+                "(worker-N.log)")
 
     def _check_hung(self, slot: Slot) -> None:
         """A live pid whose heartbeat is older than the lease is hung: kill it, then recover."""

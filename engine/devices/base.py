@@ -62,6 +62,10 @@ class PhoneBackend(ABC):
     def list_phones(self) -> list[str]:
         """Names of the phones this backend can drive (used to validate `--phones`)."""
 
+    def check(self) -> None:
+        """Before a run starts: raise PostError when a tool this backend needs is missing, so
+        the run is refused at once instead of failing every job."""
+
     @abstractmethod
     def prepare(self, phone: str, slot: WorkerSlot) -> None:
         """Make the phone ready to post: boot it, connect ADB, make sure the worker's Appium

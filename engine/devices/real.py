@@ -32,6 +32,14 @@ class RealBackend(PhoneBackend):
     def list_phones(self) -> list[str]:
         return self.provider.list_phones()
 
+    def check(self) -> None:
+        self.adb.executable()
+        appium = AppiumServer.for_slot(WorkerSlot.for_index(0, self.appium_dir), self.appium_dir)
+        if not appium.appium_bin.exists():
+            raise PostError(f"Appium is not installed: {appium.appium_bin} does not exist; "
+                            f"run `npm ci --ignore-scripts` in {appium.base_dir}",
+                            error_type="appium_not_installed")
+
     def _server_for(self, slot: WorkerSlot) -> AppiumServer:
         if self._server is None:
             self._server = AppiumServer.for_slot(slot, self.appium_dir)
