@@ -3,15 +3,69 @@ opens the console. Exit codes: 0 done, 1 refused or failed (one message on stder
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
 ACTIONS = ("list_campaigns", "status", "seed_only", "run", "reset_day", "retry_all_failed",
            "stop", "stop_all")
+# Upper bounds of the numeric options: far past any real farm or schedule, so a typo (an extra
+# zero, 1e12, inf) is a usage error now instead of a run that never ends or crashes later.
+MAX_WORKERS = 1000
+MAX_PASSES = 100
+MAX_RETRY_DELAY_S = 24 * 60 * 60   # a day
 
 
 class UsageError(Exception):
     pass
+
+
+class OutputError(Exception):
+    """stdout could not be written (a full disk, a closed pipe). Not an OSError on purpose: it must
+    not be mistaken for a failure on the campaign's own files."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
+class _GuardedStdout:
+    """sys.stdout while a headless action runs: a failed write or flush raises OutputError, so
+    entry() can tell a full disk behind `> file` from an error reading progress.csv."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise OutputError(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise OutputError(exc) from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def guarded_stdout():
+    """Run a headless action with stdout guarded (see _GuardedStdout), flushing it at the end."""
+    real = sys.stdout
+    if real is None:   # started with stdout closed: print() writes nowhere and never fails
+        yield
+        return
+    sys.stdout = _GuardedStdout(real)
+    try:
+        yield
+        sys.stdout.flush()   # what print() buffered fails here, not in the interpreter's exit
+    finally:
+        sys.stdout = real
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,12 +127,18 @@ def validate_options(args, actions: list[str]) -> None:
         raise UsageError("--detach goes with --run")
     if args.retry_include_non_retryable and "retry_all_failed" not in actions:
         raise UsageError("--retry-include-non-retryable goes with --retry-all-failed")
-    for name in ("workers", "max_passes"):
+    if args.campaign is not None and not args.campaign.strip():
+        raise UsageError("--campaign needs a campaign name or path; leave it out to work on the "
+                         "working directory (legacy mode)")
+    for name, most in (("workers", MAX_WORKERS), ("max_passes", MAX_PASSES)):
         value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.retry_delay is not None and args.retry_delay < 0:
-        raise UsageError("--retry-delay must be 0 or more seconds")
+        if value is not None and not 1 <= value <= most:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1 and at most {most}, "
+                             f"not {value}")
+    # `not (a <= x <= b)` also refuses nan, which float() accepts and every comparison fails.
+    if args.retry_delay is not None and not 0 <= args.retry_delay <= MAX_RETRY_DELAY_S:
+        raise UsageError(f"--retry-delay must be 0 or more seconds and at most "
+                         f"{MAX_RETRY_DELAY_S} (a day), not {args.retry_delay:g}")
     run_only = ("workers", "phones", "max_passes", "retry_delay", "backend")
     for name in run_only:
         if getattr(args, name) is not None and "run" not in actions:
@@ -103,15 +163,48 @@ def main(argv: list[str] | None = None) -> int:
         from .launch import open_console
         return open_console(args)
     from .headless import run_actions
-    return run_actions(args, actions)
+    with guarded_stdout():
+        return run_actions(args, actions)
 
 
-def entry() -> int:
+def entry() -> int | str | None:
     try:
-        return main()
-    except BrokenPipeError:  # `postdeck ... | head` closed the pipe: not an error
+        try:
+            code = main()
+        except SystemExit as exc:   # argparse, after --help or a usage error
+            code = exc.code
+    except OutputError as exc:
+        return _output_failed(exc.error)
+    except BrokenPipeError as exc:  # a write outside the guard
+        return _output_failed(exc)
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()   # output outside the guard (--help) fails here, not at exit
+    except OSError as exc:
+        return _output_failed(exc)
+    return code
+
+
+def _output_failed(error: OSError) -> int:
+    _discard_stdout()
+    if isinstance(error, BrokenPipeError):  # `postdeck ... | head` closed the pipe: not an error
         sys.stderr.close()
         return 0
+    print(f"postdeck: cannot write the output: {error.strerror or error}; send it somewhere "
+          "writable and run the command again", file=sys.stderr)
+    return 1
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null. The bytes print() left in its buffer would fail again in the
+    interpreter's final flush and print 'Exception ignored ...' after our one message."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    sys.stdout = open(os.devnull, "w", encoding="utf-8")
 
 
 if __name__ == "__main__":

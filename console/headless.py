@@ -15,6 +15,22 @@ def _fail(message: str) -> int:
     return 1
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line for a file the engine could not read or write (a folder where a file belongs, no
+    permission, a full disk), naming the file and saying what to do."""
+    if not exc.filename:
+        return (f"failed: {exc.strerror or exc}; run the command again, and if it fails again see "
+                "docs/RUNBOOK.md")
+    where = f"{exc.filename}: "
+    if isinstance(exc, IsADirectoryError):
+        return f"{where}is a folder where postdeck expects a file; move it away and run again"
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):   # mkdir, or a path through it
+        return (f"{where}a file stands where postdeck needs a folder (this path or one above it); "
+                "move it away and run again")
+    return (f"{where}cannot be used ({exc.strerror or exc}); check what is there and its "
+            "permissions, then run the command again")
+
+
 def context_for(args) -> PostingContext:
     if args.campaign:
         return PostingContext.for_campaign(args.campaigns_dir or default_campaigns_dir(),
@@ -51,6 +67,8 @@ def run_actions(args, actions: list[str]) -> int:
         return 0
     except (InputError, Refused) as exc:
         return _fail(str(exc))
+    except OSError as exc:   # the net under InputError: never a traceback for a bad path
+        return _fail(describe_os_error(exc))
 
 
 def _print_seeded(ctx: PostingContext, added: list[dict]) -> None:
@@ -94,4 +112,6 @@ def _status(ctx: PostingContext, as_json: bool) -> int:
         err = f"  last error: {a['last_error']}" if a["last_error"] else ""
         print(f"  {a['account']:<20} {a['state']:<9} {a['posts_today']}/{a['limit']}"
               f"  waiting {a['waiting']}{extra}{err}")
+    for warning in status["warnings"]:
+        print(f"  warning: {warning}")
     return 0

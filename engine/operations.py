@@ -28,8 +28,9 @@ def seed(ctx: PostingContext, force_reseed: bool = False, reset_done: bool = Fal
     store = ProgressStore.for_context(ctx)
     store.validate()
     accounts, videos = load_inputs(ctx)
-    register_campaign(ctx)
-    return store.seed(videos, accounts, ctx.name)
+    added = store.seed(videos, accounts, ctx.name)
+    register_campaign(ctx)   # after the seed: a refused one leaves no trace
+    return added
 
 
 def register_campaign(ctx: PostingContext) -> None:
@@ -62,13 +63,18 @@ def retry_all_failed(ctx: PostingContext, include_non_retryable: bool = False) -
 
 def list_campaigns(campaigns_dir: Path) -> list[dict]:
     """Every campaign folder with a one-line health check; a broken one is listed with its error
-    instead of hiding the others."""
+    instead of hiding the others. Besides InputError, a campaign may fail with an OSError (its
+    progress.csv is a folder, a file cannot be read) or a ValueError from a parser: that too is
+    this campaign's problem, not the listing's."""
     out = []
     for root in list_campaign_dirs(campaigns_dir):
         entry: dict = {"name": root.name, "path": str(root)}
         try:
             ctx = PostingContext.for_campaign_dir(root, campaigns_dir)
             campaign = ctx.load_campaign()
+            if ctx.state_dir.exists() and not ctx.state_dir.is_dir():
+                raise InputError(ctx.state_dir, None, "must be a folder (postdeck keeps the "
+                                 "campaign's locks, heartbeats and logs in it); move the file away")
             stats = ProgressStore.for_context(ctx).stats()
             supervisor = running_supervisor(ctx)
             entry.update(enabled=ctx.settings.enabled, backend=ctx.settings.backend,
@@ -79,6 +85,18 @@ def list_campaigns(campaigns_dir: Path) -> list[dict]:
                          supervisor_pid=supervisor.pid if supervisor else None, error=None)
         except InputError as exc:
             entry.update(enabled=None, error=str(exc), running=False)
+        except IsADirectoryError as exc:
+            entry.update(enabled=None, running=False, error=f"{exc.filename or root}: is a "
+                         "folder where postdeck expects a file; move it away")
+        except OSError as exc:
+            entry.update(enabled=None, running=False, error=f"{exc.filename or root}: cannot be "
+                         f"used ({exc.strerror or exc}); check what is there and its permissions")
+        except ValueError as exc:
+            entry.update(enabled=None, running=False,
+                         error=f"{root}: cannot be read ({exc}); inspect the campaign's files")
+        # A listing is one line per campaign, whatever an error message holds.
+        if entry.get("error"):
+            entry["error"] = " ".join(entry["error"].splitlines())
         out.append(entry)
     return out
 

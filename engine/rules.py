@@ -14,8 +14,17 @@ from .errors import ACCOUNT, BLOCKING_TYPES, OUTCOME_UNKNOWN, RATE_LIMITED
 from .settings import Settings
 
 
+_LATEST = datetime.max.replace(tzinfo=timezone.utc)
+
+
 def now_iso(now: float) -> str:
-    return datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds")
+    """A UTC ISO time. A moment past year 9999 (a cooldown after a damaged file's far-future
+    time) is written as the last moment there is, not a crash."""
+    try:
+        when = datetime.fromtimestamp(now, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        when = _LATEST if now > 0 else datetime.min.replace(tzinfo=timezone.utc)
+    return when.isoformat(timespec="milliseconds")
 
 
 def parse_time(text: str) -> float | None:

@@ -3,6 +3,7 @@ valid values. Everything else reads a `Settings` object and never repeats a defa
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -12,6 +13,15 @@ from .problems import InputError
 
 BACKENDS = ("simulated", "geelark", "adb")
 DAILY_LIMIT_MIN, DAILY_LIMIT_MAX = 1, 4
+# Upper bounds for the numeric settings. Nothing sane is near them, and without them a typo such as
+# 1e10 minutes passes here and crashes later, mid-run, in date arithmetic.
+MAX_ATTEMPTS = 100                 # max_attempts, cooldown_after_consecutive
+MAX_COOLDOWN_MINUTES = 7 * 24 * 60  # 10080: a week
+MAX_SECONDS = 24 * 60 * 60         # 86400: a day; rate_limit_steps items, simulation timings
+MAX_SEED = 2 ** 32 - 1
+MAX_DIGITS = 20                    # longer whole numbers are no setting's value (and Python
+                                   # refuses to convert past 4300 digits)
+MAX_NESTING = 32                   # campaign.json needs 3 levels; capabilities a few more
 
 
 @dataclass(frozen=True)
@@ -63,32 +73,85 @@ def _line_of_key(text: str, key: str) -> int:
     return text.count("\n", 0, m.start()) + 1 if m else 1
 
 
-def _number(value: object, *, minimum: float, integer: bool = False) -> bool:
+def _number(value: object, *, minimum: float, maximum: float, integer: bool = False) -> bool:
+    """A JSON number within [minimum, maximum]. Unusable numbers (Infinity, NaN, 5,000 digits)
+    arrive as `_Unusable` markers, not numbers, so they fail here with the key's own message."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     if integer and not isinstance(value, int):
         return False
-    return value >= minimum
+    return minimum <= value <= maximum
+
+
+class _Unusable:
+    """A number json accepts but no setting can use: Infinity, NaN, 1e999 (a float overflow) or a
+    whole number of more than MAX_DIGITS digits (at 5,000 json itself fails, with a ValueError that
+    names no line). Parsing keeps it as this marker, so the check of its key refuses it with that
+    key's line and range; its repr says what it was."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __repr__(self) -> str:
+        return self.what
+
+
+def _parse_int(token: str) -> int | _Unusable:
+    digits = len(token.lstrip("-"))
+    if digits > MAX_DIGITS:
+        return _Unusable(f"a {digits}-digit number")
+    return int(token)
+
+
+def _parse_float(token: str) -> float | _Unusable:
+    value = float(token)
+    if not math.isfinite(value):
+        return _Unusable(f"{token[:12]}{'...' if len(token) > 12 else ''} (too large to be a number)")
+    return value
+
+
+def _parse_constant(token: str) -> _Unusable:
+    return _Unusable(f"{token} (not a finite number)")   # Infinity, -Infinity, NaN
+
+
+def _first_unusable(data: dict) -> tuple[str, _Unusable] | None:
+    """The first marker anywhere in the parsed file, with the nearest key above it: the net under
+    the key checks, for values none of them looks into (appium_capabilities)."""
+    stack: list[tuple[str, object]] = [(k, v) for k, v in reversed(list(data.items()))]
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, _Unusable):
+            return key, value
+        if isinstance(value, dict):
+            stack.extend((k, v) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((key, v) for v in reversed(value))
+    return None
+
+
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _line_too_deep(text: str) -> int | None:
+    """The line where brackets first nest deeper than MAX_NESTING (strings skipped), or None."""
+    depth = 0
+    for m in _JSON_TOKENS.finditer(text):
+        token = m.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_NESTING:
+                return text.count("\n", 0, m.start()) + 1
+        elif token in ("]", "}"):
+            depth -= 1
+    return None
 
 
 def load_settings(path: Path) -> Settings:
     """Read campaign.json (all keys optional). A missing file means all defaults."""
-    if not path.exists():
+    text = _read_text(path)
+    if text is None:
         return Settings()
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(path, line, "is not UTF-8 text; save it as UTF-8") from None
-    if not text.strip():
-        raise InputError(path, 1, "is empty; write {} for all defaults or remove the file")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, exc.lineno, f"is not valid JSON ({exc.msg}); fix the syntax") from None
-    if not isinstance(data, dict):
-        raise InputError(path, 1, "must hold one JSON object, like {\"enabled\": true}")
+    data = _parse(path, text)
 
     def bad(key: str, why: str) -> InputError:
         return InputError(path, _line_of_key(text, key), f"key '{key}': {why}")
@@ -118,15 +181,19 @@ def load_settings(path: Path) -> Settings:
             except (ZoneInfoNotFoundError, ValueError):
                 raise bad(key, f"{value!r} is not a time zone name like 'Europe/Berlin'") from None
         elif key in ("max_attempts", "cooldown_after_consecutive"):
-            if not _number(value, minimum=1, integer=True):
-                raise bad(key, f"must be a whole number of at least 1, not {value!r}")
+            if not _number(value, minimum=1, maximum=MAX_ATTEMPTS, integer=True):
+                raise bad(key, f"must be a whole number of at least 1 and at most {MAX_ATTEMPTS}, "
+                               f"not {value!r}")
         elif key == "cooldown_minutes":
-            if not _number(value, minimum=0):
-                raise bad(key, f"must be a number of minutes, 0 or more, not {value!r}")
+            if not _number(value, minimum=0, maximum=MAX_COOLDOWN_MINUTES):
+                raise bad(key, f"must be a number of minutes, 0 or more and at most "
+                               f"{MAX_COOLDOWN_MINUTES} (7 days), not {value!r}")
         elif key == "rate_limit_steps":
             if (not isinstance(value, list) or not value
-                    or not all(_number(v, minimum=1, integer=True) for v in value)):
-                raise bad(key, "must be a non-empty list of whole seconds, like [60, 120, 300]")
+                    or not all(_number(v, minimum=1, maximum=MAX_SECONDS, integer=True)
+                               for v in value)):
+                raise bad(key, f"must be a non-empty list of whole seconds, each from 1 to "
+                               f"{MAX_SECONDS} (a day), like [60, 120, 300]")
             value = tuple(value)
         elif key == "simulation":
             value = _simulation(value, bad)
@@ -137,7 +204,62 @@ def load_settings(path: Path) -> Settings:
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
                 raise bad(key, 'must be an object of capabilities, like {"appium:noReset": true}')
         values[key] = value
+    unusable = _first_unusable(data)
+    if unusable:
+        key, marker = unusable
+        raise bad(key, f"holds {marker!r}, which postdeck cannot use; write a plain number")
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def _read_text(path: Path) -> str | None:
+    """The file's text, or None when there is no file (all defaults). A folder, a pipe or a link to
+    nothing in its place is refused: silently running on defaults would post with the wrong
+    backend or limits."""
+    if path.is_symlink() and not path.exists():
+        raise InputError(path, None, "is a link that leads nowhere (its target does not exist); "
+                                     "fix the link, or remove it for all defaults")
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise InputError(path, None, "must be a file; move it away (no campaign.json means all "
+                                     "defaults)")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, None, f"cannot be read ({exc.strerror or exc}); check its "
+                                     "permissions") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(path, line, "is not UTF-8 text; save it as UTF-8") from None
+    if not text.strip():
+        raise InputError(path, 1, "is empty; write {} for all defaults or remove the file")
+    return text
+
+
+def _parse(path: Path, text: str) -> dict:
+    """One JSON object. Numbers no setting can use become `_Unusable` markers (refused later with
+    their key's line); nesting deeper than MAX_NESTING is refused here, also when it is so deep
+    that json itself gives up with a RecursionError."""
+    too_deep = False
+    try:
+        data = json.loads(text, parse_int=_parse_int, parse_float=_parse_float,
+                          parse_constant=_parse_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, exc.lineno, f"is not valid JSON ({exc.msg}); fix the syntax") from None
+    except RecursionError:
+        too_deep, data = True, None
+    except ValueError as exc:   # anything else json refuses: still one message, not a traceback
+        raise InputError(path, 1, f"is not valid JSON ({exc}); fix it") from None
+    line = _line_too_deep(text) or (1 if too_deep else None)
+    if line:
+        raise InputError(path, line, f"nests [ and {{ more than {MAX_NESTING} levels deep; "
+                                     "campaign.json needs only a few, like {\"simulation\": "
+                                     "{\"failures\": {...}}}; remove the extra brackets")
+    if not isinstance(data, dict):
+        raise InputError(path, 1, "must hold one JSON object, like {\"enabled\": true}")
+    return data
 
 
 def _simulation(value: object, bad) -> Simulation:
@@ -148,12 +270,14 @@ def _simulation(value: object, bad) -> Simulation:
     for key, v in value.items():
         if key not in known:
             raise bad(key, f"unknown key in 'simulation'; the known keys are {', '.join(sorted(known))}")
-        if key in ("boot_seconds", "post_seconds") and not _number(v, minimum=0):
-            raise bad(key, f"must be a number of seconds, 0 or more, not {v!r}")
-        if key == "failure_rate" and not (_number(v, minimum=0) and v <= 1):
+        if key in ("boot_seconds", "post_seconds") and not _number(v, minimum=0,
+                                                                   maximum=MAX_SECONDS):
+            raise bad(key, f"must be a number of seconds, 0 or more and at most {MAX_SECONDS} "
+                           f"(a day), not {v!r}")
+        if key == "failure_rate" and not _number(v, minimum=0, maximum=1):
             raise bad(key, f"must be a number from 0 to 1, not {v!r}")
-        if key == "seed" and not _number(v, minimum=0, integer=True):
-            raise bad(key, f"must be a whole number, not {v!r}")
+        if key == "seed" and not _number(v, minimum=0, maximum=MAX_SEED, integer=True):
+            raise bad(key, f"must be a whole number from 0 to {MAX_SEED}, not {v!r}")
         if key == "failures" and not (isinstance(v, dict) and all(
                 isinstance(a, str) and isinstance(m, str) for a, m in v.items())):
             raise bad(key, "must map account names to error messages")

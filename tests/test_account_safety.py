@@ -64,6 +64,7 @@ def test_a_torn_ledger_line_never_loses_an_entry_over_three_days(campaigns_dir, 
     assert [d.line for d in book.damaged] == [2]
     status = json.loads(ok(cli(campaigns_dir, "c", "--status", "--json")).stdout)
     assert any("posted.csv, line 2" in w for w in status["warnings"]), status["warnings"]
+    assert "warning: " in ok(cli(campaigns_dir, "c", "--status")).stdout
     # The operator tidies the archives away: the ledger alone must now guard both videos.
     backup = tmp_path / "backup"
     backup.mkdir()

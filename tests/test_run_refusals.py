@@ -80,6 +80,7 @@ def test_a_missing_adb_is_refused_at_once_not_per_job(campaigns_dir, campaign, t
     before = snapshot(campaigns_dir)
     started = time.monotonic()
     refused(run(campaigns_dir, env={"PATH": str(empty)}), "adb not found")
+    refused(run(campaigns_dir, "--phones", "x", env={"PATH": str(empty)}), "adb not found")
     assert time.monotonic() - started < 20
     assert snapshot(campaigns_dir) == before
 

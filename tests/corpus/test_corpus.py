@@ -71,11 +71,12 @@ def test_bad_input(case: Case, tmp_path: Path):
     assert res.returncode == case.exit, (res.stdout, res.stderr)
     lines = [l for l in res.stderr.splitlines() if l.strip()]
     message = lines[-1]
+    assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr, res.stderr
     if case.exit == 1:
         assert len(lines) == 1, f"one message, not {len(lines)} lines: {res.stderr}"
-        assert "Traceback" not in res.stderr
-    else:
-        assert "usage error" in message
+    else:  # the usage synopsis, then one line that says what is wrong
+        assert message.startswith("postdeck: usage error: "), message
+        assert sum("usage error" in l for l in lines) == 1, res.stderr
     assert case.says in message, message
     if case.file:
         assert case.file in message, message
