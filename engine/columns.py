@@ -2,6 +2,8 @@
 its order, so its files load unchanged; files with only the first 9 load too."""
 from __future__ import annotations
 
+from enum import StrEnum
+
 COLUMNS = (
     "job_id", "account", "video_path", "caption", "status", "worker_id", "claimed_at",
     "completed_at", "error", "attempts", "max_attempts", "retry_at", "error_type",
@@ -14,12 +16,30 @@ WIDTH = len(COLUMNS)
  ATTEMPTS, MAX_ATTEMPTS, RETRY_AT, ERROR_TYPE, ERROR_CATEGORY, PASS_NUMBER, RUN_ID, VIDEO_ID,
  PHONE_ID, PHASE, CLAIM_ID) = range(WIDTH)
 
-PENDING, CLAIMED, SUCCESS, FAILED, RETRYING, SKIPPED = (
-    "pending", "claimed", "success", "failed", "retrying", "skipped")
-STATUSES = (PENDING, CLAIMED, SUCCESS, FAILED, RETRYING, SKIPPED)
 
-# A claim moves claimed -> preparing -> publishing. After `publishing` the post may be public,
-# so a crash there is an unknown outcome, never a silent retry.
-PHASES = ("claimed", "preparing", "publishing")
+
+class Status(StrEnum):
+    """A job's status, as the file spells it (a StrEnum: the same bytes in the file, and equal to
+    the plain strings a parsed row holds). Which status may follow which: engine/lifecycle.py."""
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    SUCCESS = "success"
+    FAILED = "failed"
+    RETRYING = "retrying"
+    SKIPPED = "skipped"
+
+
+class Phase(StrEnum):
+    """A claim moves claimed -> preparing -> publishing. After `publishing` the post may be
+    public, so a crash there is an unknown outcome, never a silent retry."""
+    CLAIMED = "claimed"
+    PREPARING = "preparing"
+    PUBLISHING = "publishing"
+
+
+PENDING, CLAIMED, SUCCESS, FAILED, RETRYING, SKIPPED = Status
+# The plain strings, for counting and checking what a file holds.
+STATUSES = tuple(s.value for s in Status)
+PHASES = tuple(p.value for p in Phase)
 
 LEDGER_COLUMNS = ("posted_at", "account", "video_path", "job_id")

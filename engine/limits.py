@@ -69,8 +69,8 @@ def _digest(text: str) -> str:
 
 class HostDay:
     """Counts today's slots per account in every progress file of the host except the store's
-    own current file. Files are re-read only when their size, inode or mtime changed, and a file
-    last changed before today's midnight is not read at all (no row in it can fall on today)."""
+    own current file. A file is read again only when its size, inode or mtime changed, and its
+    count for a day is kept until then: a claim costs a stat per file."""
 
     def __init__(self, own_file: Path, host_state_dir: Path | None = None,
                  campaigns_dir: Path | None = None):
@@ -78,6 +78,7 @@ class HostDay:
         self.host_state_dir = Path(host_state_dir) if host_state_dir else None
         self.campaigns_dir = Path(campaigns_dir) if campaigns_dir else None
         self._cache: dict[Path, tuple[tuple, Table | None, list[list[str]]]] = {}
+        self._usage: dict[Path, tuple[tuple, dict[str, Usage]]] = {}
 
     @property
     def shared(self) -> bool:
@@ -142,25 +143,42 @@ class HostDay:
     def usage(self, day: Day) -> dict[str, Usage]:
         out: dict[str, Usage] = {}
         for path, current, st, data in self.files():
-            if st.st_mtime < day.start:
+            for account, u in self._usage_of(path, current, st, data, day).items():
+                total = out.get(account)
+                if total is None:
+                    total = out[account] = Usage()
+                total.used += u.used
+                total.running += u.running
+                total.posted += u.posted
+        return out
+
+    def _usage_of(self, path: Path, current: bool, st: os.stat_result, data: bytes | None,
+                  day: Day) -> dict[str, Usage]:
+        """One file's use of each account on `day`, kept until the file or the day changes: an
+        archive is read and counted once per process and day, then costs one stat a claim."""
+        key = (_key(st), day, current)
+        cached = self._usage.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if current:
+            file_is_today = True
+        else:
+            m = _DATE_IN_NAME.search(path.name)
+            file_is_today = (m.group(1) == day.label if m
+                             else day.start <= st.st_mtime < day.end)
+        out: dict[str, Usage] = {}
+        for row in self._rows(path, st, data):
+            if not counts_today(row, day, current, file_is_today):
                 continue
-            rows = self._rows(path, st, data)
-            if current:
-                file_is_today = True
-            else:
-                m = _DATE_IN_NAME.search(path.name)
-                file_is_today = m.group(1) == day.label if m else True
-            for row in rows:
-                if not counts_today(row, day, current, file_is_today):
-                    continue
-                u = out.get(row[C.ACCOUNT])
-                if u is None:
-                    u = out[row[C.ACCOUNT]] = Usage()
-                u.used += 1
-                if row[C.STATUS] == C.CLAIMED:
-                    u.running += current
-                elif row[C.STATUS] == C.SUCCESS:
-                    u.posted += 1
+            u = out.get(row[C.ACCOUNT])
+            if u is None:
+                u = out[row[C.ACCOUNT]] = Usage()
+            u.used += 1
+            if row[C.STATUS] == C.CLAIMED:
+                u.running += current
+            elif row[C.STATUS] == C.SUCCESS:
+                u.posted += 1
+        self._usage[path] = (key, out)
         return out
 
     def _rows(self, path: Path, st: os.stat_result, data: bytes | None) -> list[list[str]]:

@@ -9,7 +9,7 @@ from .legacy import load_scheduler_state
 from .limits import register
 from .problems import InputError, Refused
 from .runstate import quiet_campaign, running_supervisor
-from .tracker import ProgressStore
+from .store import open_store
 
 
 def require_enabled(ctx: PostingContext) -> None:
@@ -25,7 +25,7 @@ def seed(ctx: PostingContext, force_reseed: bool = False, reset_done: bool = Fal
         raise Refused("--force-reseed requires --reset-day: reseeding the current day could post "
                       "to accounts twice. Run --reset-day --force-reseed to start a new day.")
     require_enabled(ctx)
-    store = ProgressStore.for_context(ctx)
+    store = open_store(ctx)
     store.validate()
     accounts, videos = load_inputs(ctx)
     added = store.seed(videos, accounts, ctx.name)
@@ -49,14 +49,14 @@ def load_inputs(ctx: PostingContext) -> tuple[list[Account], list[Video]]:
 
 def reset_day(ctx: PostingContext) -> Path | None:
     """Archive today's progress file and start a fresh one; refused while anything runs."""
-    store = ProgressStore.for_context(ctx)
+    store = open_store(ctx)
     with quiet_campaign(ctx, "--reset-day"):
         return store.reset_day(ctx.today())
 
 
 def retry_all_failed(ctx: PostingContext, include_non_retryable: bool = False) -> int:
     require_enabled(ctx)
-    store = ProgressStore.for_context(ctx)
+    store = open_store(ctx)
     store.validate()  # refuse a corrupt file before taking (and creating) its lock
     return store.retry_all_failed(include_non_retryable)
 
@@ -75,7 +75,7 @@ def list_campaigns(campaigns_dir: Path) -> list[dict]:
             if ctx.state_dir.exists() and not ctx.state_dir.is_dir():
                 raise InputError(ctx.state_dir, None, "must be a folder (postdeck keeps the "
                                  "campaign's locks, heartbeats and logs in it); move the file away")
-            stats = ProgressStore.for_context(ctx).stats()
+            stats = open_store(ctx).stats()
             supervisor = running_supervisor(ctx)
             entry.update(enabled=ctx.settings.enabled, backend=ctx.settings.backend,
                          daily_limit=ctx.daily_limit, accounts=len(campaign.accounts),

@@ -17,7 +17,7 @@ from .devices import make_backend
 from .errors import PostError
 from .phones import held_phones
 from .problems import InputError, Refused
-from .tracker import ProgressStore
+from .store import open_store
 
 
 def check_run(ctx: PostingContext, workers: int, phones: list[str] | None,
@@ -26,7 +26,7 @@ def check_run(ctx: PostingContext, workers: int, phones: list[str] | None,
     require_enabled(ctx)
     for folder in (ctx.state_dir, ctx.host_state_dir):
         require_folder(folder)
-    ProgressStore.for_context(ctx).validate()
+    open_store(ctx).validate()
     load_inputs(ctx)
     name = backend or ctx.settings.backend
     known = check_backend(ctx, name)

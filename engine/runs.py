@@ -16,7 +16,7 @@ from .preflight import check_run
 from .problems import Refused
 from .runstate import (live_workers, our_worker, process_alive, read_run_info,
                        running_supervisor, take_run_lock)
-from .tracker import ProgressStore
+from .store import JobStore, open_store
 from .workers import RunOptions, Supervisor
 
 STOP_ALL_SIGNAL = signal.SIGUSR1
@@ -102,7 +102,7 @@ def _install_signals(supervisor: Supervisor) -> None:
 class _Display:
     """A rich progress bar on a terminal, plain lines otherwise (cron, pipes, log files)."""
 
-    def __init__(self, store: ProgressStore):
+    def __init__(self, store: JobStore):
         self.store = store
         self.last: tuple | None = None
         self.progress = None
@@ -223,7 +223,7 @@ def request_stop(ctx: PostingContext, now: bool = False, wait_s: float = 30.0) -
     deadline = time.time() + 5
     while time.time() < deadline and any(process_alive(h.pid, h.create_time) for h in orphans):
         time.sleep(0.05)
-    released = ProgressStore.for_context(ctx).recover_stale(
+    released = open_store(ctx).recover_stale(
         [h.worker_id for h in unsure], counted=False)
     return (f"{ctx.describe()}: ended {len(orphans)} orphaned worker(s); released "
             f"{len(released)} claim(s){left}")

@@ -11,12 +11,13 @@ from .phones import held_phones
 from .problems import InputError
 from .rules import Day
 from .runstate import live_workers, read_heartbeats, running_supervisor
-from .tracker import ProgressStore
+from .runstate import WORKER_DEAD, Heartbeat
+from .store import JobStore, open_store
 
 
 def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
     now = time.time() if now is None else now
-    store = ProgressStore.for_context(ctx)
+    store = open_store(ctx)
     table = store.read()
     counts = dict.fromkeys(C.STATUSES, 0)
     for row in table.rows:
@@ -29,7 +30,7 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
     beats = read_heartbeats(ctx.heartbeats_dir)
     alive = {hb.worker_id for hb in live_workers(ctx)}
     other_phones = _phones_held_elsewhere(ctx)
-    elsewhere = store.host.usage(Day.of(now, ctx.settings.tz))
+    elsewhere = store.usage_elsewhere(Day.of(now, ctx.settings.tz))
     states = account_states(table.rows, ctx.settings, now, accounts, other_phones, elsewhere)
     return {
         "campaign": ctx.name,
@@ -55,7 +56,7 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
     }
 
 
-def _ledger_warnings(store: ProgressStore) -> list[str]:
+def _ledger_warnings(store: JobStore) -> list[str]:
     """Damage in the ledger is never skipped silently: each damaged line is named here (its
     videos still count as posted); a ledger that cannot be read at all is named too."""
     try:
@@ -71,3 +72,30 @@ def _phones_held_elsewhere(ctx: PostingContext) -> set[str]:
     """Phones that workers of other campaigns hold right now (host-wide phone locks)."""
     return {phone for phone, owner in held_phones(ctx.phones_dir).items()
             if owner.get("campaign_root") != str(ctx.root)}
+
+
+# --- the same rules, one piece at a time, for readers that poll (the console) ----------------------
+
+
+def status_counts(rows: list[list[str]]) -> dict[str, int]:
+    """How many jobs are in each status, every status named: `counts` of --status --json."""
+    counts = dict.fromkeys(C.STATUSES, 0)
+    for row in rows:
+        counts[row[C.STATUS]] += 1
+    return counts
+
+
+def shown_workers(beats: list[Heartbeat], alive: set[str], running: bool) -> list[Heartbeat]:
+    """The workers a status lists: the live ones, and while a run goes every one with a
+    heartbeat (a dead one shows as dead: the run lost it)."""
+    return [hb for hb in beats if hb.worker_id in alive or running]
+
+
+def worker_state(hb: Heartbeat, alive: bool) -> str:
+    """A listed worker's state: what its heartbeat says, or WORKER_DEAD."""
+    return hb.state if alive else WORKER_DEAD
+
+
+def phones_held_elsewhere(ctx: PostingContext) -> set[str]:
+    """Phones that workers of other campaigns hold right now (host-wide phone locks)."""
+    return _phones_held_elsewhere(ctx)

@@ -16,23 +16,24 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from filelock import FileLock, Timeout
 
 from . import columns as C
+from . import lifecycle
 from .campaigns import Account, Video, video_name
 from .durable import append_durable, write_atomic
-from .errors import (INFRASTRUCTURE, OUTCOME_UNKNOWN, UNKNOWN, Classification,
-                     attempts_allowed, classify)
+from .errors import OUTCOME_UNKNOWN, UNKNOWN, Classification, classify
 from .problems import InputError
 from .progress_csv import (HEADER_BYTES, HEADER_ONLY, CorruptProgressFile, Table, job_dict,
                            parse_progress, reparse, serialize, serialize_table)
+from .lifecycle import Job, RetryPolicy
 from .limits import HostDay, account_lock, lenient_rows
-from .rules import Day, Tally, account_blocker, as_int, due, now_iso, parse_time, tally
+from .rules import Day, Tally, Usage, account_blocker, due, now_iso, parse_time, tally
 from .settings import Settings
+from .store import DamagedLine, Ledger, PostedVideos
 
 LOCK_TIMEOUT_S = 120.0
 # filelock's default 50 ms poll throttles contended claims to ~20 a second per waiter.
@@ -43,16 +44,9 @@ class ClaimLost(Exception):
     """A write presented a claim_id that is no longer the job's claim."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Run-level retry settings (the CLI's --retry-delay and --max-passes)."""
-    retry_delay_s: float = 60.0
-    max_passes: int = 3
-
-
-__all__ = ["ClaimLost", "CorruptProgressFile", "HEADER_BYTES", "HEADER_ONLY", "ProgressStore",
-           "RetryPolicy", "Table", "job_dict", "job_id_for", "parse_progress", "reparse",
-           "serialize", "serialize_table"]
+__all__ = ["ClaimLost", "CorruptProgressFile", "HEADER_BYTES", "HEADER_ONLY", "Job",
+           "ProgressStore", "RetryPolicy", "Table", "job_dict", "job_id_for", "parse_progress",
+           "reparse", "serialize", "serialize_table"]
 
 
 class ProgressStore:
@@ -173,7 +167,7 @@ class ProgressStore:
 
     # --- claims ----------------------------------------------------------------------------------
     def claim(self, worker_id: str, phone: str | None = None,
-              phone_free: Callable[[str], bool] | None = None) -> dict[str, str] | None:
+              phone_free: Callable[[str], bool] | None = None) -> Job | None:
         """Claim the oldest eligible job (pending before retrying, file order within each) for
         `worker_id`, or None. `phone` binds the worker to one phone; `phone_free(p)` is asked
         last, for the chosen job only, whether no other worker on the host holds phone p.
@@ -227,18 +221,8 @@ class ProgressStore:
                     continue
                 if lock is not None:
                     taken.append(lock)
-                row[C.STATUS] = C.CLAIMED
-                row[C.WORKER_ID] = worker_id
-                row[C.CLAIMED_AT] = now_iso(now)
-                row[C.CLAIM_ID] = uuid.uuid4().hex
-                row[C.PHASE] = "claimed"
-                row[C.ATTEMPTS] = str(as_int(row[C.ATTEMPTS]) + 1)
-                row[C.MAX_ATTEMPTS] = row[C.MAX_ATTEMPTS] or str(self.settings.max_attempts)
-                row[C.PASS_NUMBER] = row[C.PASS_NUMBER] or "1"
-                row[C.PHONE_ID] = job_phone
-                row[C.RUN_ID] = self.run_id or row[C.RUN_ID]
-                row[C.COMPLETED_AT] = ""
-                return True, job_dict(row)
+                return True, lifecycle.claim(row, worker_id, uuid.uuid4().hex, now, job_phone,
+                                             self.run_id, self.settings.max_attempts)
             return False, None
 
         try:
@@ -281,10 +265,7 @@ class ProgressStore:
             raise ValueError(f"unknown phase {phase!r}")
 
         def change(table: Table, now: float):
-            row = self._own(table, job_id, claim_id)
-            if C.PHASES.index(phase) < C.PHASES.index(row[C.PHASE] or "claimed"):
-                raise ValueError(f"job {job_id} cannot go back from {row[C.PHASE]} to {phase}")
-            row[C.PHASE] = phase
+            lifecycle.set_phase(self._own(table, job_id, claim_id), phase)
             return True, None
 
         self._locked(change)
@@ -295,14 +276,8 @@ class ProgressStore:
 
         def change(table: Table, now: float):
             row = self._own(table, job_id, claim_id)
-            stamp = now_iso(now)
-            self._append_ledger([(stamp, row[C.ACCOUNT], row[C.VIDEO_PATH], job_id)])
-            row[C.STATUS] = C.SUCCESS
-            row[C.COMPLETED_AT] = stamp
-            row[C.VIDEO_ID] = video_id or ""
-            row[C.ERROR] = row[C.ERROR_TYPE] = row[C.ERROR_CATEGORY] = ""
-            row[C.PHASE] = ""
-            row[C.RETRY_AT] = ""
+            self._append_ledger([(now_iso(now), row[C.ACCOUNT], row[C.VIDEO_PATH], job_id)])
+            lifecycle.complete(row, now, video_id)
             return True, None
 
         self._locked(change)
@@ -316,30 +291,10 @@ class ProgressStore:
 
         def change(table: Table, now: float):
             row = self._own(table, job_id, claim_id)
-            self._record_failure(row, now, message, cls)
+            lifecycle.fail(row, now, message, cls, self.retry, self.settings.max_attempts)
             return True, job_dict(row)
 
         return self._locked(change)  # type: ignore[return-value]
-
-    def _record_failure(self, row: list[str], now: float, message: str,
-                        cls: Classification) -> None:
-        attempts = as_int(row[C.ATTEMPTS], 1)
-        max_attempts = as_int(row[C.MAX_ATTEMPTS], self.settings.max_attempts)
-        pass_number = as_int(row[C.PASS_NUMBER], 1)
-        retry = (cls.retryable and attempts < attempts_allowed(cls.category, max_attempts)
-                 and pass_number < self.retry.max_passes)
-        row[C.ERROR] = message
-        row[C.ERROR_TYPE] = cls.error_type
-        row[C.ERROR_CATEGORY] = cls.category
-        row[C.COMPLETED_AT] = now_iso(now)
-        row[C.PHASE] = ""
-        if retry:
-            row[C.STATUS] = C.RETRYING
-            row[C.RETRY_AT] = now_iso(now + self.retry.retry_delay_s)
-            row[C.PASS_NUMBER] = str(pass_number + 1)
-        else:
-            row[C.STATUS] = C.FAILED
-            row[C.RETRY_AT] = ""
 
     def release(self, job_id: str, claim_id: str) -> None:
         """Give a claim back unfinished (stop-all). Before publishing the attempt did not happen,
@@ -347,7 +302,7 @@ class ProgressStore:
 
         def change(table: Table, now: float):
             row = self._own(table, job_id, claim_id)
-            self._recover_row(row, now, counted=False, why="stopped by the operator")
+            lifecycle.release(row, now, self.retry, self.settings.max_attempts)
             return True, None
 
         self._locked(change)
@@ -368,36 +323,15 @@ class ProgressStore:
                     continue
                 if row[C.WORKER_ID] in live and (run_id is None or row[C.RUN_ID] == run_id):
                     continue
-                why = (f"worker {row[C.WORKER_ID]} was lost" if counted
-                       else "stopped by the operator")
-                self._recover_row(row, now, counted=counted, why=why)
+                if counted:
+                    lifecycle.recover(row, now, f"worker {row[C.WORKER_ID]} was lost", self.retry,
+                                      self.settings.max_attempts)
+                else:
+                    lifecycle.release(row, now, self.retry, self.settings.max_attempts)
                 recovered.append(job_dict(row))
             return bool(recovered), recovered
 
         return self._locked(change)  # type: ignore[return-value]
-
-    def _recover_row(self, row: list[str], now: float, counted: bool, why: str) -> None:
-        phase = row[C.PHASE] or "claimed"
-        if phase == "publishing":
-            self._record_failure(row, now, f"{why} while publishing: the post may or may not be "
-                                           "public; check the account, then retry it by hand",
-                                 Classification(UNKNOWN, OUTCOME_UNKNOWN))
-            return
-        if not counted:
-            attempts = as_int(row[C.ATTEMPTS]) - 1
-            row[C.ATTEMPTS] = str(max(0, attempts))
-            row[C.STATUS] = C.RETRYING if (attempts > 0 or row[C.ERROR]) else C.PENDING
-            row[C.PHASE] = row[C.RETRY_AT] = ""
-            return
-        attempts = as_int(row[C.ATTEMPTS], 1)
-        max_attempts = as_int(row[C.MAX_ATTEMPTS], self.settings.max_attempts)
-        row[C.ERROR] = f"{why} in phase {phase}"
-        row[C.ERROR_TYPE] = "worker_lost"
-        row[C.ERROR_CATEGORY] = INFRASTRUCTURE
-        row[C.COMPLETED_AT] = now_iso(now)
-        row[C.PHASE] = ""
-        row[C.RETRY_AT] = ""
-        row[C.STATUS] = C.RETRYING if attempts < max_attempts else C.FAILED
 
     def retry_all_failed(self, include_non_retryable: bool = False) -> int:
         """Put failed jobs back as `retrying`, due at once, with fresh attempts. Account and
@@ -416,12 +350,7 @@ class ProgressStore:
                                      row[C.ERROR_TYPE] or "unknown")
                 if not (cls.retryable or include_non_retryable):
                     continue
-                row[C.STATUS] = C.RETRYING
-                row[C.RETRY_AT] = ""
-                row[C.ATTEMPTS] = "0"
-                # Fresh passes too: a job that failed in the last pass would otherwise get one
-                # attempt instead of its max_attempts.
-                row[C.PASS_NUMBER] = "1"
+                lifecycle.retry(row)
                 count += 1
             return bool(count), count
 
@@ -505,6 +434,10 @@ class ProgressStore:
             return bool(added), added
 
         return self._locked(change)  # type: ignore[return-value]
+
+    def usage_elsewhere(self, day: Day) -> dict[str, Usage]:
+        """What accounts used on `day` outside today's file: archives and other campaigns."""
+        return self.host.usage(day)
 
     # --- the ledger ------------------------------------------------------------------------------
     def _append_ledger(self, entries: list[tuple[str, str, str, str]]) -> None:
@@ -644,35 +577,6 @@ class ProgressStore:
 
 def job_id_for(filename: str, campaign: str) -> str:
     return f"{filename}_{campaign}"
-
-
-@dataclass(frozen=True)
-class DamagedLine:
-    line: int
-    cells: list[str]
-
-
-@dataclass(frozen=True)
-class Ledger:
-    entries: list[dict[str, str]]
-    damaged: list[DamagedLine]      # lines that are not whole entries (a cut-off write, an edit)
-
-
-class PostedVideos:
-    """Video file names and job ids that were ever posted (or may have been)."""
-
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-        self.job_ids: set[str] = set()
-
-    def add(self, video_path: str, job_id: str) -> None:
-        if video_path.strip():
-            self.names.add(video_name(video_path))
-        if job_id.strip():
-            self.job_ids.add(job_id)
-
-    def holds(self, name: str, job_id: str) -> bool:
-        return name in self.names or job_id in self.job_ids
 
 
 def _torn_or_empty(path: Path) -> str:

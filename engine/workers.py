@@ -28,7 +28,9 @@ from .phones import PhoneLocks
 from .problems import Refused
 from .runstate import (HEARTBEAT_EVERY_S, HEARTBEAT_LEASE_S, WORKER_MARKER_ENV,
                        create_time_of, live_workers, run_info_path, write_heartbeat)
-from .tracker import ClaimLost, ProgressStore, RetryPolicy
+from .lifecycle import Job, RetryPolicy
+from .store import open_store
+from .tracker import ClaimLost
 from . import wake
 
 # An idle worker re-reads the store at least this often even without a wake-up: it covers a
@@ -76,7 +78,7 @@ class Worker:
         self.slot = WorkerSlot.for_index(spec.index, self.ctx.logs_dir)
         self.log = file_logger(f"postdeck.worker.{spec.index}",
                                self.ctx.logs_dir / f"worker-{spec.index}.log", library=True)
-        self.store = ProgressStore.for_context(self.ctx, retry=spec.retry, run_id=spec.run_id)
+        self.store = open_store(self.ctx, retry=spec.retry, run_id=spec.run_id)
         self.backend = make_backend(self.ctx, spec.backend)
         self.locks = PhoneLocks(self.ctx.phones_dir, {
             "campaign": self.ctx.name, "campaign_root": str(self.ctx.root),
@@ -85,7 +87,7 @@ class Worker:
         self.videos = VideoFinder(self.ctx.root, self.ctx.legacy)
         self.stopping = False
         self.state = "starting"
-        self.job: dict | None = None
+        self.job: Job | None = None
         self._beat_stop = threading.Event()
         self._create_time = create_time_of(os.getpid())
 
@@ -100,14 +102,16 @@ class Worker:
             self.beat()
 
     def beat(self) -> None:
-        job = self.job or {}
+        job = self.job
         try:
             write_heartbeat(
                 self.ctx.heartbeats_dir, worker_id=self.spec.worker_id, pid=os.getpid(),
-                create_time=self._create_time, phone=self.spec.phone or job.get("phone_id"),
+                create_time=self._create_time,
+                phone=self.spec.phone or (job.phone_id if job else None),
                 appium_port=self.slot.appium_port,
                 system_ports=f"{self.slot.system_port_start}-{self.slot.system_port_end}",
-                state=self.state, job_id=job.get("job_id", ""), account=job.get("account", ""),
+                state=self.state, job_id=job.job_id if job else "",
+                account=job.account if job else "",
                 run_id=self.spec.run_id)
         except OSError as exc:
             self.log.warning("could not write heartbeat: %s", exc)
@@ -164,18 +168,17 @@ class Worker:
         self._messages(self.waker.wait(timeout))
         return True
 
-    def _do(self, job: dict) -> None:
-        job_id, claim_id = job["job_id"], job["claim_id"]
-        phone = job["phone_id"]
+    def _do(self, job: Job) -> None:
+        job_id, claim_id, phone = job.job_id, job.claim_id, job.phone_id
         self.job = job
         self.state = "preparing"
         self.beat()
-        self.log.info("claimed %s (account %s, phone %s, attempt %s)", job_id, job["account"],
-                      phone, job["attempts"])
+        self.log.info("claimed %s (account %s, phone %s, attempt %s)", job_id, job.account,
+                      phone, job.attempts)
         published = False
         try:
             self.store.set_phase(job_id, claim_id, "preparing")
-            video, why = self.videos.find(job["video_path"])
+            video, why = self.videos.find(job.video_path)
             if video is None:   # checked before any phone starts
                 raise PostError(f"{why}; nothing was pushed to the phone",
                                 error_type="video_missing", category=CONTENT)
@@ -192,7 +195,7 @@ class Worker:
                 self.beat()
                 self.log.info("publishing %s", job_id)
 
-            request = PostRequest(job_id, job["account"], phone, video, job["caption"])
+            request = PostRequest(job_id, job.account, phone, video, job.caption)
             video_id = self.backend.post(request, self.slot, on_publishing)
         except ClaimLost as exc:
             self.log.warning("lost the claim on %s: %s", job_id, exc)
@@ -279,7 +282,7 @@ class Supervisor:
         self.backend_name = options.backend or ctx.settings.backend
         self.run_id = uuid.uuid4().hex[:12]
         self.log = log or file_logger("postdeck.supervisor", ctx.logs_dir / "supervisor.log")
-        self.store = ProgressStore.for_context(ctx, run_id=self.run_id)
+        self.store = open_store(ctx, run_id=self.run_id)
         self.slots: list[Slot] = []
         self.stop_mode: str | None = None   # None, "graceful", "now"
         self.on_tick = on_tick

@@ -33,7 +33,7 @@ def test_claim_writes_the_lease_and_persists(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{32}", job["claim_id"])
     fresh = ProgressStore(store.path, store.ledger_path, store.settings)  # another process' view
     on_disk = fresh.job("j1")
-    assert on_disk == job
+    assert on_disk == job.as_dict()
     assert on_disk["status"] == "claimed"
     assert on_disk["worker_id"] == "w3"
     assert on_disk["claimed_at"] == now_iso(T0)

@@ -11,12 +11,14 @@ import sys
 sys.path.insert(0, os.environ["POSTDECK_REPO"])
 
 from engine.context import PostingContext  # noqa: E402
-from engine.tracker import ClaimLost, ProgressStore, RetryPolicy  # noqa: E402
+from engine.lifecycle import RetryPolicy  # noqa: E402
+from engine.store import open_store  # noqa: E402
+from engine.tracker import ClaimLost  # noqa: E402
 
 root, campaigns_dir, worker, ack_path, seed = sys.argv[1:6]
 rng = random.Random(int(seed))
 ctx = PostingContext.for_campaign_dir(root, campaigns_dir)
-store = ProgressStore.for_context(ctx, retry=RetryPolicy(0.0, 3), run_id="hammer")
+store = open_store(ctx, retry=RetryPolicy(0.0, 3), run_id="hammer")
 ack = open(ack_path, "a", buffering=1)
 ack.write(f"start {os.getpid()}\n")
 while True:

@@ -28,7 +28,7 @@ from engine import columns as C
 from engine.accounts import account_states
 from engine.context import PostingContext
 from engine.runstate import live_workers, read_run_info
-from engine.tracker import ProgressStore
+from engine.store import open_store
 
 from conftest import REPO, fast_sim, postdeck, write_campaign
 from helpers import age_one_day, assert_daily_limits
@@ -38,7 +38,7 @@ HAMMER = Path(__file__).with_name("hammer.py")
 
 
 def check(ctx: PostingContext, acked: set[str] | None = None, allow_claims: bool = True) -> dict:
-    store = ProgressStore.for_context(ctx)
+    store = open_store(ctx)
     rows = store.read().rows                      # parses, or raises: never a torn file
     ids = [r[C.JOB_ID] for r in rows]
     assert len(ids) == len(set(ids)), "a job in two rows"
@@ -73,7 +73,7 @@ def _reset_same_day(ctx: PostingContext, campaigns_dir: Path) -> int:
     res = postdeck("--no-ui", "--campaigns-dir", str(campaigns_dir), "--campaign", ctx.name,
                    "--reset-day", "--force-reseed", "--seed-only")
     assert res.returncode == 0, res.stderr
-    return ProgressStore.for_context(ctx).stats()["total"]
+    return open_store(ctx).stats()["total"]
 
 
 def _new_day(ctx: PostingContext, campaigns_dir: Path) -> int:
@@ -83,12 +83,12 @@ def _new_day(ctx: PostingContext, campaigns_dir: Path) -> int:
     res = postdeck("--no-ui", "--campaigns-dir", str(campaigns_dir), "--campaign", ctx.name,
                    "--reset-day", "--force-reseed", "--seed-only")
     assert res.returncode == 0, res.stderr
-    return ProgressStore.for_context(ctx).stats()["total"]
+    return open_store(ctx).stats()["total"]
 
 
 def leftovers(ctx: PostingContext) -> list[tuple[str, str]]:
     """Jobs still pending, retrying or claimed, with their account's state."""
-    rows = ProgressStore.for_context(ctx).read().rows
+    rows = open_store(ctx).read().rows
     states = {s.account: s.state for s in account_states(rows, ctx.settings, time.time())}
     return [(r[C.JOB_ID], states[r[C.ACCOUNT]]) for r in rows
             if r[C.STATUS] in (C.PENDING, C.RETRYING, C.CLAIMED)]
@@ -133,12 +133,12 @@ def test_sigkill_store_writers_at_random_moments(campaigns_dir, tmp_path):
                         acked.add(job)
 
     def check_ledger() -> None:
-        posted = {e["job_id"] for e in ProgressStore.for_context(ctx).ledger()}
+        posted = {e["job_id"] for e in open_store(ctx).ledger()}
         assert acked <= posted, f"acknowledged successes missing from the ledger: {acked - posted}"
 
     for w in acks:
         spawn(w)
-    store = ProgressStore.for_context(ctx)
+    store = open_store(ctx)
     while kills < KILLS:
         time.sleep(rng.uniform(0.002, 0.06))
         w = rng.choice(list(procs))
@@ -198,7 +198,7 @@ def _victim(ctx: PostingContext, rng: random.Random):
         return info.pid, "supervisor"
     if workers:
         hb = rng.choice(workers)
-        phase = {r[C.WORKER_ID]: r[C.PHASE] for r in ProgressStore.for_context(ctx).read().rows
+        phase = {r[C.WORKER_ID]: r[C.PHASE] for r in open_store(ctx).read().rows
                  if r[C.STATUS] == C.CLAIMED}.get(hb.worker_id, "idle")
         return hb.pid, f"worker {phase}"
     return None

@@ -19,6 +19,10 @@ from engine.errors import attempts_allowed, classify
 from engine.settings import Settings
 from engine.tracker import ClaimLost, ProgressStore, RetryPolicy, job_id_for
 
+from engine.store import JobStore
+
+from helpers import assert_daily_limits
+
 ACCOUNTS = [Account("a1", "p1"), Account("a2", "p1"), Account("a3", "p2"), Account("a4", "p3")]
 WORKERS = ["0", "1", "2"]
 ERRORS = ["adb timeout while pushing", "something odd happened", "account suspended",
@@ -42,6 +46,7 @@ class MJob:
     worker: str = ""
     error_type: str = ""
     category: str = ""
+    at: float | None = None        # when it succeeded or failed (what day it counts on)
 
 
 @dataclass
@@ -50,11 +55,22 @@ class Model:
     max_attempts: int
     jobs: dict[str, MJob] = field(default_factory=dict)   # insertion order = file order
     posted: set[str] = field(default_factory=set)
+    archived: list[MJob] = field(default_factory=list)   # the days a reset closed
 
-    def used(self, account: str) -> int:
-        return sum(1 for j in self.jobs.values() if j.account == account and (
-            j.status in (C.SUCCESS, C.CLAIMED)
-            or (j.status == C.FAILED and j.error_type == "outcome_unknown")))
+    def used(self, account: str, now: float) -> int:
+        """Slots used on now's calendar day (UTC, the settings' zone), resets or not: a claim
+        now, a success or unknown outcome on the day it happened, archived or not."""
+        midnight = now - now % 86400
+        n = 0
+        for j in [*self.archived, *self.jobs.values()]:
+            if j.account != account:
+                continue
+            if j.status == C.CLAIMED:
+                n += 1
+            elif (j.status == C.SUCCESS or (j.status == C.FAILED
+                                            and j.error_type == "outcome_unknown")):
+                n += j.at is None or j.at >= midnight
+        return n
 
     def blocked(self, account: str) -> bool:
         return any(j.account == account and j.status == C.FAILED and j.category == "account"
@@ -69,7 +85,7 @@ class Model:
         retrying = [j for j in self.jobs.values() if j.status == C.RETRYING
                     and (j.retry_at is None or j.retry_at <= now)]
         for j in pending + retrying:
-            if self.running(j.account) or self.used(j.account) >= self.limit:
+            if self.running(j.account) or self.used(j.account, now) >= self.limit:
                 continue
             if self.blocked(j.account):
                 continue
@@ -81,8 +97,15 @@ class Model:
         return None
 
 
+def csv_store(root: Path, settings: Settings, retry: RetryPolicy, clock) -> JobStore:
+    return ProgressStore(root / "progress.csv", root / "posted.csv", settings, retry=retry,
+                         clock=clock)
+
+
 class StoreMachine(RuleBasedStateMachine):
+    """The rules of DESIGN.md against any JobStore: a subclass names how to make one."""
     claims = Bundle("claims")
+    make_store = staticmethod(csv_store)
 
     @initialize(limit=st.integers(1, 3), max_attempts=st.integers(1, 3))
     def setup(self, limit, max_attempts):
@@ -91,9 +114,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.now = 1_800_000_000.0
         self.settings = Settings(max_posts_per_account_per_day=limit, max_attempts=max_attempts,
                                  cooldown_after_consecutive=10_000)
-        self.store = ProgressStore(root / "progress.csv", root / "posted.csv", self.settings,
-                                   retry=RetryPolicy(RETRY_DELAY, MAX_PASSES),
-                                   clock=lambda: self.now)
+        self.store = self.make_store(root, self.settings, RetryPolicy(RETRY_DELAY, MAX_PASSES),
+                                     lambda: self.now)
         self.model = Model(limit, max_attempts)
         self.videos = [Video(f"v{i}.mp4", root / f"v{i}.mp4", f"caption {i}") for i in range(14)]
         self.stale: list[tuple[str, str]] = []
@@ -112,8 +134,8 @@ class StoreMachine(RuleBasedStateMachine):
         for acc in ACCOUNTS:
             open_jobs = any(j.account == acc.name and j.status in (C.PENDING, C.CLAIMED, C.SUCCESS)
                             for j in m.jobs.values())
-            if not open_jobs and m.used(acc.name) < m.limit:
-                free[acc.name] = m.limit - m.used(acc.name)
+            if not open_jobs and m.used(acc.name, self.now) < m.limit:
+                free[acc.name] = m.limit - m.used(acc.name, self.now)
         queue = [v for v in videos if job_id_for(v.filename, "m") not in m.jobs
                  and job_id_for(v.filename, "m") not in m.posted]
         expected = []
@@ -185,7 +207,7 @@ class StoreMachine(RuleBasedStateMachine):
                 assert self.store.path.read_bytes() == before
             return
         self.store.complete(claim[0], claim[1])
-        job.status, job.phase = C.SUCCESS, ""
+        job.status, job.phase, job.at = C.SUCCESS, "", self.now
         self.model.posted.add(job.job_id)
 
     @rule(claim=claims, error=st.sampled_from(ERRORS))
@@ -199,6 +221,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.store.fail(claim[0], claim[1], error)
         cls = classify(error)
         job.error_type, job.category, job.phase = cls.error_type, cls.category, ""
+        job.at = self.now
         allowed = attempts_allowed(cls.category, self.model.max_attempts)
         if cls.retryable and job.attempts < allowed and job.pass_number < MAX_PASSES:
             job.status, job.retry_at = C.RETRYING, self.now + RETRY_DELAY
@@ -212,6 +235,7 @@ class StoreMachine(RuleBasedStateMachine):
         for job in self.model.jobs.values():
             if job.status != C.CLAIMED or job.worker in live:
                 continue
+            job.at = self.now
             if job.phase == "publishing":
                 job.status, job.error_type, job.category = C.FAILED, "outcome_unknown", "unknown"
             else:
@@ -248,6 +272,7 @@ class StoreMachine(RuleBasedStateMachine):
         # an unknown outcome may be public: seeding must never offer that video again
         self.model.posted.update(j.job_id for j in self.model.jobs.values()
                                  if j.error_type == "outcome_unknown" and j.status == C.FAILED)
+        self.model.archived.extend(self.model.jobs.values())
         self.model.jobs.clear()
 
     # --- invariants ------------------------------------------------------------------------------
@@ -261,17 +286,10 @@ class StoreMachine(RuleBasedStateMachine):
             job = self.model.jobs[r[C.JOB_ID]]
             assert r[C.STATUS] == job.status, (r[C.JOB_ID], r[C.STATUS], job.status)
             assert int(r[C.ATTEMPTS] or 0) == job.attempts
-        by_account = Counter()
-        claimed = Counter()
-        for r in rows:
-            if r[C.STATUS] == C.CLAIMED:
-                claimed[r[C.ACCOUNT]] += 1
-            if r[C.STATUS] == C.SUCCESS or (r[C.STATUS] == C.FAILED
-                                            and r[C.ERROR_TYPE] == "outcome_unknown"):
-                by_account[r[C.ACCOUNT]] += 1
+        claimed = Counter(r[C.ACCOUNT] for r in rows if r[C.STATUS] == C.CLAIMED)
         assert all(n <= 1 for n in claimed.values()), "two running jobs on one account"
-        assert all(n + claimed[a] <= self.model.limit for a, n in by_account.items()), \
-            "an account past its daily limit"
+        # per calendar day, over today's file and every archive of earlier resets
+        assert_daily_limits([self.store.path.parent], self.model.limit)
         ledger = [e["job_id"] for e in self.store.ledger()]
         assert len(ledger) == len(set(ledger)), "a video posted twice"
 

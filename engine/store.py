@@ -1,0 +1,119 @@
+"""The store interface: what workers, runs, status and the console ask of a campaign's job store.
+
+`JobStore` is the whole surface; engine/tracker.py's `ProgressStore` (the CSV file under a file
+lock, the embedded default for one host) implements it, and a second implementation (the
+PostgreSQL store for several hosts) can implement it without touching workers, runs or the
+console. Everything outside the store opens one with `open_store(ctx)`.
+
+The rules are the store's to keep, whatever it is made of: every write presents the claim_id of
+the claim it acts on (ClaimLost otherwise), claims follow DESIGN.md's claim rules inside one
+atomic step, transitions follow engine/lifecycle.py's table, and a success reaches the ledger
+before the job's row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Protocol, runtime_checkable
+
+from .campaigns import Account, Video, video_name
+from .errors import Classification
+from .lifecycle import Job, RetryPolicy
+from .progress_csv import Table
+from .rules import Day, Usage
+from .settings import Settings
+
+
+# --- the values the interface speaks in -------------------------------------------------------------
+@dataclass(frozen=True)
+class DamagedLine:
+    line: int
+    cells: list[str]
+
+
+@dataclass(frozen=True)
+class Ledger:
+    entries: list[dict[str, str]]
+    damaged: list[DamagedLine]      # lines that are not whole entries (a cut-off write, an edit)
+
+
+class PostedVideos:
+    """Video file names and job ids that were ever posted (or may have been)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.job_ids: set[str] = set()
+
+    def add(self, video_path: str, job_id: str) -> None:
+        if video_path.strip():
+            self.names.add(video_name(video_path))
+        if job_id.strip():
+            self.job_ids.add(job_id)
+
+    def holds(self, name: str, job_id: str) -> bool:
+        return name in self.names or job_id in self.job_ids
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    settings: Settings
+    retry: RetryPolicy
+
+    # --- reading: a consistent snapshot, without blocking writers ------------------------------
+    def read(self) -> Table:
+        """Today's jobs as progress rows (engine/columns.py), in queue order."""
+
+    def validate(self) -> None:
+        """Raise InputError when the store cannot be used as it is (naming file and line)."""
+
+    def stats(self) -> dict[str, int]:
+        """Jobs per status, and `total`."""
+
+    def jobs(self) -> list[dict[str, str]]: ...
+
+    def job(self, job_id: str) -> dict[str, str] | None: ...
+
+    def next_chance(self, phone: str | None = None) -> tuple[bool, float | None]:
+        """For an idle worker: (others running, the earliest moment a job may become claimable
+        today); (False, None) when nothing more can happen today."""
+
+    # --- a job's life (engine/lifecycle.py) --------------------------------------------------
+    def claim(self, worker_id: str, phone: str | None = None,
+              phone_free: Callable[[str], bool] | None = None) -> Job | None: ...
+
+    def set_phase(self, job_id: str, claim_id: str, phase: str) -> None: ...
+
+    def complete(self, job_id: str, claim_id: str, video_id: str = "") -> None: ...
+
+    def fail(self, job_id: str, claim_id: str, error: str | BaseException,
+             classification: Classification | None = None) -> dict[str, str]: ...
+
+    def release(self, job_id: str, claim_id: str) -> None: ...
+
+    def recover_stale(self, live_workers: Iterable[str], run_id: str | None = None,
+                      counted: bool = True) -> list[dict]: ...
+
+    def retry_all_failed(self, include_non_retryable: bool = False) -> int: ...
+
+    # --- the day -----------------------------------------------------------------------------
+    def seed(self, videos: list[Video], accounts: list[Account], campaign: str) -> list[dict]: ...
+
+    def reset_day(self, date: str, guard: Callable[[], None] | None = None) -> Path | None:
+        """Close today's jobs (kept as an archive, whose path is returned) and start empty."""
+
+    def usage_elsewhere(self, day: Day) -> dict[str, Usage]:
+        """What each account used on `day` that today's jobs do not show (engine/limits.py)."""
+
+    # --- the ledger --------------------------------------------------------------------------
+    def ledger(self) -> list[dict[str, str]]: ...
+
+    def read_ledger(self) -> Ledger: ...
+
+    def posted(self) -> PostedVideos:
+        """Every video ever posted or maybe posted (the ledger and the archives), by file name."""
+
+
+def open_store(ctx, **kwargs) -> JobStore:
+    """The store of a campaign (or of legacy mode): today, always the CSV progress file."""
+    from .tracker import ProgressStore
+    return ProgressStore.for_context(ctx, **kwargs)
