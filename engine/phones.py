@@ -65,10 +65,6 @@ class PhoneLocks:
         for phone in list(self._held):
             self.release(phone)
 
-    @property
-    def held(self) -> list[str]:
-        return list(self._held)
-
 
 def held_phones(folder: Path) -> dict[str, dict]:
     """Phones held by a live process, with the owner it wrote."""

@@ -305,8 +305,9 @@ class LocalAdbPhones:
                     raise
             self.adb.sleep(poll)
 
-    def push_media(self, phone: str, local: str | Path, **kw) -> str:
-        return self.adb.push_media(phone, local, **kw)
+    def connect(self, phone: str, adb: Adb) -> str:
+        """PhoneProvider: a local phone is reached by its serial once adb sees it ready."""
+        return self.ensure_ready(phone)
 
-    def remove_media(self, phone: str, remote: str) -> None:
-        self.adb.remove_media(phone, remote)
+    def stop(self, phones: list[str]) -> None:
+        """PhoneProvider: a phone on the desk is not ours to power off."""

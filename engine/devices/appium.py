@@ -151,11 +151,6 @@ class AppiumServer:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
-    @property
-    def exit_code(self) -> int | None:
-        """The exit code of the server we started, once it has exited (negative: killed by a signal)."""
-        return self._proc.poll() if self._proc else None
-
     def wait_exit(self, timeout: float) -> int | None:
         """The exit code once our server has exited, waiting up to `timeout`; None if it runs on."""
         if self._proc is None:

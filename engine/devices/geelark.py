@@ -829,6 +829,17 @@ class GeelarkPhones:
                     enabled_now = True
             self.client.sleep(self.poll_interval)
 
+    def connect(self, phone: str, adb) -> str:
+        """PhoneProvider: start the cloud phone, enable its ADB, `adb connect` and `glogin`
+        (skipped when the serial is already connected). Returns the adb serial."""
+        self.ensure_started(phone)
+        host, port, password = self.adb_endpoint(phone)
+        serial = f"{host}:{port}"
+        if adb.device_state(serial) != "device":
+            serial = adb.connect(host, port)
+            adb.glogin(serial, password)
+        return serial
+
     def stop(self, phones: Iterable[str]) -> BatchResult:
         ids = [self.phone_id(p) for p in phones]
         for phone_id in ids:

@@ -1,11 +1,12 @@
 """The backends that drive real phones: `geelark` (cloud phones started through Geelark's API and
 reached over ADB) and `adb` (phones attached to this host). Both push the video over ADB, talk to
-the worker's own Appium server, and walk the posting flow from engine/flows/."""
+the worker's own Appium server, and walk the posting flow from engine/flows/. What differs is the
+PhoneProvider: how a phone is listed, made reachable over adb, and powered off."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from ..errors import PostError
 from ..problems import InputError
@@ -17,9 +18,21 @@ from .flow import FlowError, load_flow
 log = logging.getLogger(__name__)
 
 
+class PhoneProvider(Protocol):
+    def list_phones(self) -> list[str]:
+        """The phones it can make reachable, by the names accounts.txt uses."""
+
+    def connect(self, phone: str, adb: Adb) -> str:
+        """Make the phone reachable over adb (start it, connect, log in) and return its serial."""
+
+    def stop(self, phones: list[str]) -> object:
+        """Power the phones off where that is the provider's to do (cloud phones bill by the
+        minute); a no-op for phones attached to the host."""
+
+
 class RealBackend(PhoneBackend):
-    def __init__(self, name: str, provider, adb: Adb, appium_dir: Path, flow: str,
-                 capabilities: dict | None = None):
+    def __init__(self, name: str, provider: PhoneProvider, adb: Adb, appium_dir: Path,
+                 flow: str, capabilities: dict | None = None):
         self.name = name
         self.provider = provider
         self.adb = adb
@@ -46,16 +59,7 @@ class RealBackend(PhoneBackend):
         return self._server
 
     def prepare(self, phone: str, slot: WorkerSlot) -> None:
-        if self.name == "geelark":
-            self.provider.ensure_started(phone)
-            host, port, password = self.provider.adb_endpoint(phone)
-            serial = f"{host}:{port}"
-            if self.adb.device_state(serial) != "device":
-                serial = self.adb.connect(host, port)
-                self.adb.glogin(serial, password)
-        else:
-            serial = self.provider.ensure_ready(phone)
-        self._serials[phone] = serial
+        self._serials[phone] = self.provider.connect(phone, self.adb)
         self._server_for(slot).ensure_running()
 
     def post(self, request: PostRequest, slot: WorkerSlot,
@@ -86,7 +90,7 @@ class RealBackend(PhoneBackend):
 
     def stop_phones(self, phones: list[str]) -> None:
         stop_recorded_servers(self.appium_dir)
-        if self.name == "geelark" and phones:
+        if phones:
             self.provider.stop(phones)
 
 
