@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Iterable
 
 from . import columns as C
-from .problems import InputError
+from .problems import InputError, Remedy
 
 
 class CorruptProgressFile(InputError):
     def __init__(self, path: Path, line: int | None, problem: str):
-        super().__init__(path, line, f"{problem}. The file is left as it is: inspect it, or run "
-                                     "--reset-day to archive it and start a new day")
+        super().__init__(path, line, f"{problem}. The file is left as it is: inspect it",
+                         remedies=(Remedy.RESET_DAY,))
 
 
 class Table:
@@ -125,15 +125,19 @@ def parse_progress(path: Path, data: bytes) -> Table:
 
 
 def reparse(old: Table, data: bytes) -> Table | None:
-    """Parse `data` reusing the rows of `old` (a parse of an earlier version of the file) that
-    it still holds byte-for-byte at its start and at its end; only the rows between are parsed.
-    None when that is not possible or anything looks wrong: the caller then parses the whole
-    file with parse_progress, which reports any problem with its line.
+    """Parse `data` reusing the rows of `old` (a parse of an earlier version of the file) whose
+    bytes it still holds: its common start and end are taken as they are, and in between every
+    line that is byte-for-byte one of old's rows is that row again; only the other records are
+    parsed. None when that is not possible or anything looks wrong: the caller then parses the
+    whole file with parse_progress, which reports any problem with its line.
 
     Sound because CSV parsing is deterministic from the start of a record: the common prefix
-    ends on a row boundary of `old`, so it parses to the same rows; the middle must parse
-    into whole, valid rows ending on a line end, so the common suffix again starts a record.
-    The bytes kept in common were valid UTF-8 in `old`; the middle is decoded here."""
+    ends on a row boundary of `old`, so it parses to the same rows. In the middle each step starts
+    at a record boundary; a record ends at the first line end outside quotes, that is where its
+    count of quote characters turns even (quotes inside a field are doubled). A record equal to
+    an old row's bytes is that row; any other is parsed on its own and must give exactly one
+    valid row. The bytes kept in common were valid UTF-8 in
+    `old`; the rest is decoded here."""
     raws = old.raw
     if not raws or raws[0] is None or b"\r" in data or not data.startswith(HEADER_BYTES):
         return None
@@ -154,28 +158,51 @@ def reparse(old: Table, data: bytes) -> Table | None:
     middle = data[pos:end]
     if middle and not middle.endswith(b"\n"):
         return None
-    try:
-        text = middle.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    lines, blines = _lines(text), _lines(middle)
-    reader = csv.reader(lines, strict=True)
-    rows, new_raw = [], []
-    line = 1
-    try:
-        for row in reader:
-            start, line = line, reader.line_num + 1
-            if len(row) != C.WIDTH or row[C.STATUS] not in _STATUSES:
+    known = {raws[j]: j for j in range(i, k) if raws[j] is not None}
+    rows: list[list[str]] = []
+    new_raw: list[bytes | None] = []
+    origs: list[list[str] | None] = []
+    lines = _lines(middle)
+    q = 0
+    while q < len(lines):
+        record = lines[q]
+        q += 1
+        while record.count(b'"') % 2:
+            if q >= len(lines):
                 return None
-            rows.append(row)
-            new_raw.append(_raw(blines, start, line))
-    except csv.Error:
-        return None
+            record += lines[q]
+            q += 1
+        j = known.get(record)
+        if j is not None:
+            rows.append(old.rows[j])
+            new_raw.append(record)
+            origs.append(old.orig[j])
+            continue
+        row = _one_row(record)
+        if row is None:
+            return None
+        rows.append(row)
+        new_raw.append(record)
+        origs.append(row[:])
     table = Table(old.rows[:i] + rows + old.rows[k:], raws[:i] + new_raw + raws[k:],
-                  old.orig[:i] + [r[:] for r in rows] + old.orig[k:])
+                  old.orig[:i] + origs + old.orig[k:])
     if len(table.index) != len(table.rows):
         return None  # a duplicate job_id: the full parse names its lines
     return table
+
+
+def _one_row(record: bytes) -> list[str] | None:
+    """The single valid progress row `record` holds, or None."""
+    try:
+        parsed = list(csv.reader(_lines(record.decode("utf-8")), strict=True))
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    if len(parsed) != 1:
+        return None
+    row = parsed[0]
+    if len(row) != C.WIDTH or row[C.STATUS] not in _STATUSES:
+        return None
+    return row
 
 
 def serialize(rows: Iterable[list[str]]) -> bytes:

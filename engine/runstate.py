@@ -11,6 +11,7 @@ import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Iterator
 
@@ -18,7 +19,7 @@ import psutil
 from filelock import FileLock, Timeout
 
 from .durable import write_atomic
-from .problems import Refused
+from .problems import Refused, Remedy
 
 HEARTBEAT_EVERY_S = 2.0
 # A worker whose heartbeat is older than this is treated as dead even if its pid exists
@@ -164,9 +165,13 @@ def take_run_lock(ctx, action: str) -> FileLock:
         lock.acquire()
     except Timeout:
         info = read_run_info(ctx)
+        workers = [hb.pid for hb in live_workers(ctx)]
         who = f"supervisor pid {info.pid}" if info else "another process"
-        raise Refused(f"{action} refused: a run of {ctx.describe()} is already going ({who}). "
-                      "Watch it with --status; stop it with --stop (or --stop-all).") from None
+        if workers:
+            who += f", worker pids {', '.join(map(str, workers))}"
+        raise Refused(f"{action} refused: a run of {ctx.describe()} is already going ({who})",
+                      pids=([info.pid] if info else []) + workers,
+                      remedies=(Remedy.STATUS, Remedy.STOP)) from None
     return lock
 
 
@@ -180,7 +185,33 @@ def quiet_campaign(ctx, action: str) -> Iterator[None]:
         if alive:
             pids = ", ".join(str(hb.pid) for hb in alive)
             raise Refused(f"{action} refused: workers of {ctx.describe()} are still alive "
-                          f"(pids {pids}). Wait for them to finish or stop them with --stop-all.")
+                          f"(pids {pids})", pids=[hb.pid for hb in alive],
+                          remedies=(Remedy.STOP_ALL,))
         yield
     finally:
         lock.release()
+
+
+class WorkerState(StrEnum):
+    """What a worker writes in its heartbeat (engine/workers.py sets it)."""
+    STARTING = "starting"
+    WAITING = "waiting"       # nothing claimable yet: sleeps until a wake-up or a due time
+    PREPARING = "preparing"   # a job in hand: phone, adb, Appium
+    POSTING = "posting"
+    PUBLISHING = "publishing"  # past the share step
+    IDLE = "idle"
+    STOPPED = "stopped"
+
+
+# With a job in hand, and without one. WORKER_DEAD is what a status shows for a worker whose
+# process is gone.
+WORKER_BUSY_STATES = frozenset({WorkerState.PREPARING, WorkerState.POSTING,
+                                WorkerState.PUBLISHING})
+WORKER_IDLE_STATES = frozenset(set(WorkerState) - WORKER_BUSY_STATES)
+WORKER_DEAD = "dead"
+
+
+def supervisor_pid(info: RunInfo | None) -> int | None:
+    """The pid a status names for a run: None when no run goes, or when the run lock is held but
+    run.json does not say by whom yet (running_supervisor gives pid 0 then)."""
+    return info.pid if info and info.pid else None

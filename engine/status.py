@@ -10,8 +10,8 @@ from .context import PostingContext
 from .phones import held_phones
 from .problems import InputError
 from .rules import Day
-from .runstate import live_workers, read_heartbeats, running_supervisor
-from .runstate import WORKER_DEAD, Heartbeat
+from .runstate import (WORKER_DEAD, Heartbeat, live_workers, read_heartbeats,
+                       running_supervisor, supervisor_pid)
 from .store import JobStore, open_store
 
 
@@ -19,9 +19,7 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
     now = time.time() if now is None else now
     store = open_store(ctx)
     table = store.read()
-    counts = dict.fromkeys(C.STATUSES, 0)
-    for row in table.rows:
-        counts[row[C.STATUS]] += 1
+    counts = status_counts(table.rows)
     try:
         accounts = ctx.load_accounts()
     except InputError:
@@ -37,7 +35,7 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
         "legacy": ctx.legacy,
         "progress_file": str(ctx.progress_file),
         "running": supervisor is not None,
-        "supervisor_pid": supervisor.pid if supervisor and supervisor.pid else None,
+        "supervisor_pid": supervisor_pid(supervisor),
         "run_id": supervisor.run_id if supervisor else None,
         "daily_limit": ctx.daily_limit,
         "backend": ctx.settings.backend,
@@ -47,9 +45,9 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
         "workers": [{
             "worker_id": hb.worker_id, "pid": hb.pid, "phone": hb.phone,
             "appium_port": hb.appium_port, "system_ports": hb.system_ports,
-            "state": hb.state if hb.worker_id in alive else "dead", "job_id": hb.job_id or None,
+            "state": worker_state(hb, hb.worker_id in alive), "job_id": hb.job_id or None,
             "account": hb.account or None, "heartbeat_age_s": round(hb.age, 1),
-        } for hb in beats if hb.worker_id in alive or supervisor is not None],
+        } for hb in shown_workers(beats, alive, supervisor is not None)],
         "accounts": [s.as_dict() for s in states],
         "concurrency": concurrency_metrics(states),
         "warnings": _ledger_warnings(store),

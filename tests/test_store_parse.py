@@ -163,3 +163,21 @@ def test_a_middle_row_without_its_line_end_is_not_glued_to_the_next():
     new = text.replace(x_line, x_line.rstrip("\n")).encode()   # x runs into c's line
     assert full(new) == ("corrupt", 3)
     assert reparse(old, new) is None
+
+
+def test_reparse_reuses_unchanged_rows_between_changes_spread_through_the_file():
+    """A poll after workers changed a few rows here and there parses only those rows: every
+    other row comes back as the very same object (the console's row caches rely on it)."""
+    rows = [row(f"j{i}", f"acc{i % 7}", caption=f"line one\nline \"two\" of {i}")
+            for i in range(200)]
+    old = parse_progress(PATH, serialize(rows))
+    changed = {3, 77, 150}
+    for i in changed:
+        rows[i][C.STATUS] = C.CLAIMED
+        rows[i][C.CAPTION] += "\nand a third"
+    new = serialize(rows)
+    got = reparse(old, new)
+    assert got is not None and got.rows == parse_progress(PATH, new).rows
+    same = [i for i in range(200) if got.rows[i] is old.rows[i]]
+    assert same == [i for i in range(200) if i not in changed]
+    assert serialize_table(got) == new

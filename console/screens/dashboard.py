@@ -121,19 +121,18 @@ class DashboardScreen(Screen):
         self.set_class(width < NARROW_WIDTH or height < NARROW_HEIGHT, "-narrow")
 
     # --- drawing a poll ----------------------------------------------------------------------------
-    def apply(self, frame: Frame) -> int:
-        """Hand a poll's rows to the panels; returns the number of edits made."""
+    def apply(self, frame: Frame) -> None:
+        """Hand a poll's rows to the panels."""
         self.query_one(StatusLine).show(frame.header)
-        edits = self.campaigns.sync(frame.campaigns)
+        self.campaigns.sync(frame.campaigns)
         if frame.workers is not None:
-            edits += self.query_one(WorkersPanel).sync(frame.workers)
+            self.query_one(WorkersPanel).sync(frame.workers)
         if frame.accounts is not None:
-            edits += self.query_one(AccountsPanel).sync(frame.accounts)
+            self.query_one(AccountsPanel).sync(frame.accounts)
         if frame.jobs is not None:
-            edits += self.jobs.sync(frame.jobs)
+            self.jobs.sync(frame.jobs)
         if frame.log_reset or frame.log_lines:
             self.query_one(LogPane).feed(frame.log_reset, frame.log_lines)
-        return edits
 
     def clear_campaign(self) -> None:
         """A different campaign was opened: its rows replace the old ones on the next poll."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 from textual.binding import Binding
 
 from engine import columns as C
-from engine.accounts import COOLDOWN, AccountState, account_states
+from engine.accounts import (AVAILABLE, BLOCKED, COOLDOWN, LIMIT, RUNNING, WAITING, AccountState,
+                             account_states)
 from engine.campaigns import Account
 from engine.rules import Day, Usage, parse_time
 from engine.settings import Settings
@@ -24,8 +25,8 @@ COLUMNS = (
     Column("error", "last error", 14, flex=True),
 )
 
-TONES = {"RUNNING": "busy", "BLOCKED": "bad", "LIMIT": "ok", "COOLDOWN": "warn",
-         "WAITING": "info", "AVAILABLE": "dim"}
+TONES = {RUNNING: "busy", BLOCKED: "bad", LIMIT: "ok", COOLDOWN: "warn", WAITING: "info",
+         AVAILABLE: "dim"}
 
 
 def account_row(s: AccountState, now: float) -> tuple[str, Row]:
@@ -132,7 +133,7 @@ class AccountRows:
     def build(self, states: list[AccountState], now: float) -> dict[str, Row]:
         cache, fresh, out = self._cache, {}, {}
         for s in states:
-            cells = cache.get(s) if s.state != "COOLDOWN" else None
+            cells = cache.get(s) if s.state != COOLDOWN else None
             if cells is None:
                 cells = account_row(s, now)[1]
             fresh[s] = out[s.account] = cells

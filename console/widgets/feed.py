@@ -9,7 +9,6 @@ injectable so tests can freeze time.
 """
 from __future__ import annotations
 
-import csv
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,12 +18,12 @@ from typing import Callable
 from engine import columns as C
 from engine.campaigns import list_campaign_dirs
 from engine.context import PostingContext
-from engine.limits import HostDay
-from engine.phones import held_phones
 from engine.problems import InputError
+from engine.progress_csv import Table, parse_progress, reparse
 from engine.rules import Day
-from engine.runstate import process_alive, read_heartbeats, running_supervisor
-from engine.tracker import parse_progress
+from engine.runstate import process_alive, read_heartbeats, running_supervisor, supervisor_pid
+from engine.status import phones_held_elsewhere, shown_workers, status_counts
+from engine.store import JobStore, open_store
 
 from .accounts import AccountRows, AccountStates
 from .campaigns import CampaignInfo, campaign_row
@@ -43,12 +42,9 @@ class Header:
     running: bool = False
     supervisor_pid: int | None = None
     enabled: bool = True
-    backend: str = ""
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(C.STATUSES, 0))
-    total: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: status_counts([]))
     posts_last_hour: int = 0
     spark: list[int] = field(default_factory=lambda: [0] * SPARK_HOURS)
-    workers_alive: int = 0
     error: str | None = None
     loading: bool = False                # before the first poll arrived
 
@@ -56,7 +52,6 @@ class Header:
 @dataclass
 class Frame:
     campaign: str | None
-    at: float
     header: Header
     campaigns: dict[str, Row]
     workers: dict[str, Row] | None = None     # None: leave the panel as it is
@@ -109,77 +104,53 @@ class LogTail:
         return reset, [ln.decode("utf-8", "replace").rstrip("\r") for ln in lines[-LOG_KEEP:]]
 
 
-HEADER = (",".join(C.COLUMNS) + "\n").encode()
-STATUSES = frozenset(C.STATUSES)
-
-
 class ProgressReader:
     """Reads a progress file for display, without the lock (it is always replaced whole).
 
-    A poll mostly finds a few rows changed among thousands, anywhere in the file. Rows are kept
-    with the bytes of their line, so only new or changed lines are parsed (a line is compared
-    with the one at the same place first, then looked up by its bytes when rows moved). Anything
-    unusual (an older header, CRLF, a record spanning lines, a bad row) goes to the engine's own
-    parser, which gives the same rows or the operator's message naming the file and line."""
+    The parsing is the engine's (engine/progress_csv.py), as the store does it: after the first
+    read only the rows between the unchanged start and end of the file are parsed again
+    (`reparse`), and anything it cannot vouch for is parsed whole by `parse_progress`, which
+    raises the operator's message naming the file and line. A missing or empty file shows
+    as an empty day."""
 
     def __init__(self, path: Path):
         self.path = path
         self._data: bytes | None = None
-        self._lines: list[bytes] = []
-        self._rows: list[list[str]] = []
+        self._table: Table | None = None
 
     def read(self) -> list[list[str]]:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             data = b""
-        if data == self._data:
-            return self._rows
-        if not data:
-            lines, rows = [], []
-        else:
-            lines, rows = self._fast(data) or ([], None)
-            if rows is None:
-                rows = parse_progress(self.path, data).rows   # raises CorruptProgressFile
-        self._data, self._lines, self._rows = data, lines, rows
-        return rows
+        if data != self._data:
+            # Nothing is kept when the parse raises: the next read tries again.
+            self._table = self._parse(data) if data else None
+            self._data = data
+        return self._table.rows if self._table is not None else []
 
-    def _fast(self, data: bytes) -> tuple[list[bytes], list[list[str]]] | None:
-        if not data.startswith(HEADER) or b"\r" in data or not data.endswith(b"\n"):
-            return None
-        body = data[len(HEADER):-1]
-        lines = body.split(b"\n") if body else []
-        old_lines, old_rows = self._lines, self._rows
-        n_old = len(old_lines)
-        by_line: dict[bytes, list[str]] | None = None
-        rows: list[list[str] | None] = []
-        fresh: list[int] = []
-        for i, line in enumerate(lines):
-            if i < n_old and old_lines[i] == line:
-                rows.append(old_rows[i])
-                continue
-            if by_line is None:
-                by_line = dict(zip(old_lines, old_rows))
-            row = by_line.get(line)
-            if row is None:
-                if line.count(b'"') % 2:    # a quoted newline: this record spans lines
-                    return None
-                fresh.append(i)
-            rows.append(row)
-        if fresh:
-            try:
-                parsed = list(csv.reader([lines[i].decode("utf-8") for i in fresh], strict=True))
-            except (UnicodeDecodeError, csv.Error):
-                return None
-            if len(parsed) != len(fresh):
-                return None
-            for i, row in zip(fresh, parsed):
-                if len(row) != C.WIDTH or row[C.STATUS] not in STATUSES:
-                    return None
-                rows[i] = row
-        if len({row[C.JOB_ID] for row in rows}) != len(rows):
-            return None                       # a duplicate job: the engine names its lines
-        return lines, rows  # type: ignore[return-value]
+    def _parse(self, data: bytes) -> Table:
+        old = self._table
+        table = reparse(old, data) if old is not None else None
+        if table is None:
+            table = parse_progress(self.path, data)     # raises CorruptProgressFile
+        if old is not None:
+            _reuse_unchanged(old, table)
+        return table
+
+
+def _reuse_unchanged(old: Table, new: Table) -> None:
+    """Hand back the previous read's row object for every row that did not change. The panels
+    skip a row by identity (JobRows, AccountStates), and a poll after a run's writes finds a few
+    rows changed among thousands, often far apart: reparse then makes most rows again, equal to
+    the old ones."""
+    rows, old_rows, where = new.rows, old.rows, old.index
+    for i, row in enumerate(rows):
+        j = where.get(row[C.JOB_ID])
+        if j is not None:
+            was = old_rows[j]
+            if was is not row and was == row:
+                rows[i] = was
 
 
 class AliveCheck:
@@ -235,7 +206,7 @@ class Feed:
         self._alive = AliveCheck(pid_alive)
         self._accounts_file = AccountsFile()
         self._readers: dict[Path, ProgressReader] = {}
-        self._hosts: dict[Path, HostDay] = {}
+        self._stores: dict[Path, JobStore] = {}     # kept: the daily-limit count is cached in it
         self._jobs = JobRows()
         self._accounts = AccountRows()
         self._states = AccountStates()
@@ -291,12 +262,12 @@ class Feed:
                 supervisor = running_supervisor(ctx)
                 infos.append(CampaignInfo(
                     name=name, enabled=ctx.settings.enabled, accounts=accounts,
-                    success=sum(1 for r in rows if r[C.STATUS] == C.SUCCESS), total=len(rows),
+                    success=status_counts(rows)[C.SUCCESS], total=len(rows),
                     daily_limit=ctx.daily_limit, running=supervisor is not None,
-                    supervisor_pid=supervisor.pid if supervisor and supervisor.pid else None))
+                    supervisor_pid=supervisor_pid(supervisor)))
             except InputError as exc:
                 infos.append(CampaignInfo(name=name, error=str(exc)))
-        frame = Frame(campaign=campaign, at=now, header=Header(campaign=campaign),
+        frame = Frame(campaign=campaign, header=Header(campaign=campaign),
                       campaigns=dict(campaign_row(i, i.name == campaign) for i in infos))
         ctx = contexts.get(campaign) if campaign else None
         if campaign and ctx is None:
@@ -309,14 +280,13 @@ class Feed:
 
     def _campaign(self, ctx: PostingContext, now: float, frame: Frame) -> None:
         h = frame.header
-        h.enabled, h.backend = ctx.settings.enabled, ctx.settings.backend
+        h.enabled = ctx.settings.enabled
         supervisor = running_supervisor(ctx)
         h.running = supervisor is not None
-        h.supervisor_pid = supervisor.pid if supervisor and supervisor.pid else None
+        h.supervisor_pid = supervisor_pid(supervisor)
         beats = read_heartbeats(ctx.heartbeats_dir)
         alive = {hb.worker_id for hb in beats if self._alive(hb.pid, hb.create_time, now)}
-        h.workers_alive = len(alive)
-        shown = [hb for hb in beats if hb.worker_id in alive or supervisor is not None]
+        shown = shown_workers(beats, alive, h.running)
         frame.workers = dict(worker_row(hb, hb.worker_id in alive, now)
                              for hb in sorted(shown, key=lambda hb: sort_key(hb.worker_id)))
         if self._tail_campaign != ctx.name:
@@ -334,9 +304,7 @@ class Feed:
             self._jobs, self._accounts, self._states = JobRows(), AccountRows(), AccountStates()
             self._jobs_campaign = ctx.name
         frame.jobs, posted = self._jobs.build(rows, now, ctx.settings.tz)
-        for row in rows:
-            h.counts[row[C.STATUS]] += 1
-        h.total = len(rows)
+        h.counts = status_counts(rows)
         spark = [0] * SPARK_HOURS
         for at in posted:
             age = now - at
@@ -347,12 +315,10 @@ class Feed:
             accounts = self._accounts_file.load(ctx)
         except InputError:
             accounts = []
-        busy = {phone for phone, owner in held_phones(ctx.phones_dir).items()
-                if owner.get("campaign_root") != str(ctx.root)}
-        host = self._hosts.get(ctx.progress_file)
-        if host is None:
-            host = self._hosts[ctx.progress_file] = HostDay(ctx.progress_file, ctx.host_state_dir,
-                                                            ctx.campaigns_dir)
-        elsewhere = host.usage(Day.of(now, ctx.settings.tz))
+        busy = phones_held_elsewhere(ctx)
+        store = self._stores.get(ctx.progress_file)
+        if store is None:
+            store = self._stores[ctx.progress_file] = open_store(ctx)
+        elsewhere = store.usage_elsewhere(Day.of(now, ctx.settings.tz))
         states = self._states.compute(rows, ctx.settings, now, accounts, busy, elsewhere)
         frame.accounts = self._accounts.build(states, now)

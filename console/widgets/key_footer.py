@@ -1,11 +1,17 @@
 """The footer: every key of the focused panel, screen and app, in the operator's order. When the
 full labels do not fit the width, short ones are used (all keys fit in 80 columns), and the
-command palette hint goes."""
+command palette hint goes.
+
+Only public Textual API: the footer is Textual's `Footer` (its look, and its subscription to the
+screen's bindings), and each key is a `FooterItem` of this module, drawn as Textual draws the keys
+of a compact footer, because the widget Textual uses for them is not public."""
 from __future__ import annotations
 
+from rich.text import Text
 from textual import events
+from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
 
 ORDER = ("s", "x", "X", "R", "S", "r", "slash", "enter", "tab", "question_mark", "q")
 SHORT = {"stop_all": "All", "reset_day": "Reset", "select": "Open", "next_panel": "Next",
@@ -14,10 +20,75 @@ DISPLAY = {"enter": "⏎", "tab": "⇥"}
 PALETTE_WIDTH = 12
 
 
+class FooterItem(Widget):
+    """One key and what it does; a click presses the key."""
+
+    ALLOW_SELECT = False
+    COMPONENT_CLASSES = {"footer-item--key", "footer-item--description"}
+    DEFAULT_CSS = """
+    FooterItem {
+        width: auto;
+        height: 1;
+        margin-right: 1;
+        text-wrap: nowrap;
+        background: $footer-item-background;
+        .footer-item--key {
+            color: $footer-key-foreground;
+            background: $footer-key-background;
+            text-style: bold;
+        }
+        .footer-item--description {
+            color: $footer-description-foreground;
+            background: $footer-description-background;
+        }
+        &:hover {
+            pointer: pointer;
+            color: $footer-key-foreground;
+            background: $block-hover-background;
+        }
+        &.-disabled { text-style: dim; }
+        &.-command-palette { dock: right; border-left: vkey $foreground 20%; }
+    }
+    """
+
+    def __init__(self, key: str, key_display: str, description: str, *, enabled: bool = True,
+                 tooltip: str = "", classes: str = "") -> None:
+        super().__init__(classes=classes if enabled else f"{classes} -disabled")
+        self.key = key
+        self.key_display = key_display
+        self.description = description
+        self.action_enabled = enabled
+        self.set_reactive(Widget.shrink, False)     # a key is shown whole or not at all
+        if tooltip:
+            self.tooltip = tooltip
+
+    def render(self) -> Text:
+        parts = [(self.key_display, self.get_component_rich_style("footer-item--key"))]
+        if self.description:
+            parts.append((" " + self.description,
+                          self.get_component_rich_style("footer-item--description")))
+        text = Text.assemble(*parts)
+        text.stylize_before(self.rich_style)
+        return text
+
+    def on_mouse_down(self) -> None:
+        if self.action_enabled:
+            self.app.simulate_key(self.key)
+        else:
+            self.app.bell()
+
+
 class KeyFooter(Footer):
     def __init__(self, **kwargs) -> None:
         super().__init__(compact=True, **kwargs)
         self._width: int | None = None
+        self._bindings_known = False
+
+    def bindings_changed(self, screen: Screen) -> None:
+        # Until the screen first says its bindings changed, they are not all there yet: the
+        # footer stays empty rather than show a few keys for a moment.
+        self._bindings_known = True
+        super().bindings_changed(screen)
 
     def _items(self) -> list:
         seen: set[str] = set()
@@ -34,7 +105,7 @@ class KeyFooter(Footer):
         return DISPLAY.get(binding.key) or self.app.get_key_display(binding)
 
     def compose(self):
-        if not self._bindings_ready:
+        if not self._bindings_known:
             return
         items = self._items()
         width = self.app.size.width
@@ -44,17 +115,16 @@ class KeyFooter(Footer):
         for binding, enabled, tooltip in items:
             description = SHORT.get(binding.action, binding.description) if narrow \
                 else binding.description
-            yield FooterKey(binding.key, self._display(binding), description, binding.action,
-                            disabled=not enabled, tooltip=tooltip or binding.description,
-                            ).data_bind(compact=Footer.compact)
+            yield FooterItem(binding.key, self._display(binding), description, enabled=enabled,
+                             tooltip=tooltip or binding.description)
         if not narrow and self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE:
             found = self.screen.active_bindings.get(self.app.COMMAND_PALETTE_BINDING)
             if found is not None:
                 _node, binding, enabled, tooltip = found
-                yield FooterKey(binding.key, self.app.get_key_display(binding),
-                                binding.description, binding.action,
-                                classes="-command-palette", disabled=not enabled,
-                                tooltip=binding.tooltip or binding.description)
+                yield FooterItem(binding.key, self.app.get_key_display(binding),
+                                 binding.description, enabled=enabled,
+                                 tooltip=binding.tooltip or binding.description,
+                                 classes="-command-palette")
 
     def on_resize(self, event: events.Resize) -> None:
         if self._width is not None and self.app.size.width != self._width:

@@ -131,9 +131,6 @@ class LiveTable(ScrollView, can_focus=True):
             return self._visible[self.cursor]
         return None
 
-    def get_row(self, key: str) -> Row | None:
-        return self._rows.get(key)
-
     def get_cell(self, key: str, column: str) -> str:
         return cell_text(self._rows[key][self._column_index(column)])
 

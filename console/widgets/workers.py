@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from textual.binding import Binding
 
-from engine.runstate import HEARTBEAT_EVERY_S, HEARTBEAT_LEASE_S, Heartbeat
+from engine.runstate import (HEARTBEAT_EVERY_S, HEARTBEAT_LEASE_S, WORKER_BUSY_STATES,
+                             WORKER_DEAD, WORKER_IDLE_STATES, Heartbeat)
+from engine.status import worker_state
 
 from .fmt import duration
 from .live_table import Column, LiveTable, Row
@@ -21,16 +23,13 @@ COLUMNS = (
     Column("heartbeat", "beat", 5, right=True),
 )
 
-BUSY_STATES = {"preparing", "posting", "publishing"}       # engine/workers.py's states
-QUIET_STATES = {"idle", "waiting", "stopped", "starting"}
-
 
 def _state_cell(state: str):
-    if state == "dead":
+    if state == WORKER_DEAD:
         return (state, "bad")
-    if state in BUSY_STATES:
+    if state in WORKER_BUSY_STATES:
         return (state, "busy")
-    if state in QUIET_STATES:
+    if state in WORKER_IDLE_STATES:
         return (state, "dim")
     return state
 
@@ -46,7 +45,7 @@ def worker_row(hb: Heartbeat, alive: bool, now: float) -> tuple[str, Row]:
         beat_cell = beat
     return hb.worker_id, (
         hb.worker_id, str(hb.pid), hb.phone or "-", str(hb.appium_port or ""), hb.system_ports,
-        _state_cell(hb.state if alive else "dead"), hb.job_id or "", hb.account or "", beat_cell)
+        _state_cell(worker_state(hb, alive)), hb.job_id or "", hb.account or "", beat_cell)
 
 
 def sort_key(worker_id: str):

@@ -123,8 +123,8 @@ def build_frozen(campaigns_dir: Path) -> Path:
                             {"max_posts_per_account_per_day": 2, "timezone": "UTC"})
     (spring / "progress.csv").write_bytes(serialize(frozen_rows(spring)))
     ctx = PostingContext.for_campaign_dir(spring, campaigns_dir)
-    heartbeat(ctx, 0, 5100, "phone-02", "posting", f"clip_008.mp4_spring", "max_reels", 1.2)
-    heartbeat(ctx, 1, 5101, "phone-07", "posting", f"clip_007.mp4_spring", "urban.paws", 0.4)
+    heartbeat(ctx, 0, 5100, "phone-02", "posting", "clip_008.mp4_spring", "max_reels", 1.2)
+    heartbeat(ctx, 1, 5101, "phone-07", "posting", "clip_007.mp4_spring", "urban.paws", 0.4)
     heartbeat(ctx, 2, 5102, None, "idle", "", "", 9.0)
     ctx.logs_dir.mkdir(parents=True, exist_ok=True)
     day = "2025-06-15"
@@ -188,6 +188,20 @@ async def wait_until(pilot, predicate, timeout: float = 10.0, what: str = "condi
             return value
         await pilot.pause(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def notifications(app, severity: str | None = None) -> list[str]:
+    """The notifications on screen now (Textual's toasts), each as its text: title, then message."""
+    return [str(toast.render()) for toast in app.screen.query("Toast")
+            if severity is None or toast.has_class(f"-{severity}")]
+
+
+async def until_notified(pilot, needle: str, severity: str | None = None,
+                         timeout: float = 10.0) -> str:
+    """Wait until a notification with `needle` in it is on screen; returns its text."""
+    def found():
+        return next((text for text in notifications(pilot.app, severity) if needle in text), None)
+    return await wait_until(pilot, found, timeout, f"a notification with {needle!r}")
 
 
 async def next_frame(pilot, timeout: float = 10.0) -> None:

@@ -11,6 +11,7 @@ from console.screens.confirm import ConfirmModal
 from console.screens.help import HelpScreen
 from console.screens.job_detail import JobDetailScreen
 from console.screens.start_form import StartForm, parse_request
+from console.widgets.key_footer import FooterItem
 from console.widgets.live_table import LiveTable
 from engine import columns as C
 from engine.context import PostingContext
@@ -18,7 +19,7 @@ from engine.tracker import ProgressStore, serialize
 
 from console_fixtures import (  # noqa: F401 (fixtures used by name)
     ACCOUNTS, async_test, fake_alive, frozen_clock, frozen_dir, job, next_frame,
-    running, screen_text, spring_ctx, wait_until, write_campaign)
+    running, screen_text, spring_ctx, until_notified, wait_until, write_campaign)
 
 def rows(ctx: PostingContext) -> list[list[str]]:
     return ProgressStore.for_context(ctx).read().rows
@@ -26,13 +27,6 @@ def rows(ctx: PostingContext) -> list[list[str]]:
 
 def status_of(ctx: PostingContext, job_id: str) -> str:
     return next(r[C.STATUS] for r in rows(ctx) if r[C.JOB_ID] == job_id)
-
-
-async def until_message(pilot, needle: str, severity: str | None = None) -> str:
-    def found():
-        return next((text for sev, text in pilot.app.messages
-                     if needle in text and (severity is None or sev == severity)), None)
-    return await wait_until(pilot, found, what=f"a notification with {needle!r}")
 
 
 @pytest.fixture
@@ -52,16 +46,16 @@ def app_on(d: Path, campaign: str | None = "fresh", **kwargs) -> PostdeckApp:
 async def test_seed_with_S(fresh):
     d, ctx = fresh
     app = app_on(d)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await next_frame(pilot)
         assert app.dashboard.jobs.row_count == 0
         await pilot.press("S")
-        await until_message(pilot, "seeded 4 job(s) for 4 account(s)")
+        await until_notified(pilot, "seeded 4 job(s) for 4 account(s)")
         assert len(rows(ctx)) == 4
         await wait_until(pilot, lambda: app.dashboard.jobs.row_count == 4, what="4 rows")
         assert app.dashboard.jobs.get_cell(rows(ctx)[0][C.JOB_ID], "status") == C.PENDING
         await pilot.press("S")       # seeding again adds nothing: one video per account per day
-        await until_message(pilot, "nothing to seed")
+        await until_notified(pilot, "nothing to seed")
         assert len(rows(ctx)) == 4
 
 
@@ -75,7 +69,7 @@ async def test_retry_failed_with_r_and_confirm(fresh):
             error="account suspended", error_type="suspended", error_category="account"),
     ]))
     app = app_on(d)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await next_frame(pilot)
         await pilot.press("r")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm")
@@ -87,7 +81,7 @@ async def test_retry_failed_with_r_and_confirm(fresh):
         await pilot.press("r")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm")
         await pilot.press("y")
-        await until_message(pilot, "1 failed job(s) put back in the queue")
+        await until_notified(pilot, "1 failed job(s) put back in the queue")
         assert status_of(ctx, "clip_000.mp4_fresh") == C.RETRYING
         assert status_of(ctx, "clip_001.mp4_fresh") == C.FAILED   # an account error stays
         await wait_until(pilot, lambda: app.dashboard.jobs.get_cell(
@@ -101,7 +95,7 @@ async def test_reset_with_R_and_confirm_archives(fresh):
                                                  C.SUCCESS)]))
     before = ctx.progress_file.read_bytes()
     app = app_on(d)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await next_frame(pilot)
         assert app.dashboard.jobs.row_count == 1
         await pilot.press("R")
@@ -112,7 +106,7 @@ async def test_reset_with_R_and_confirm_archives(fresh):
         await pilot.press("R")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm")
         await pilot.press("enter")
-        await until_message(pilot, "new day started")
+        await until_notified(pilot, "new day started")
         archives = list(ctx.root.glob("progress_*.csv"))
         assert len(archives) == 1 and archives[0].read_bytes() == before
         assert rows(ctx) == []
@@ -125,10 +119,10 @@ async def test_reset_refused_while_running_changes_nothing(frozen_dir, running):
     before = ctx.progress_file.read_bytes()
     app = PostdeckApp(frozen_dir, "spring", clock=frozen_clock, pid_alive=fake_alive,
                       poll_interval=3600, blink=False)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await next_frame(pilot)
         await pilot.press("R")
-        text = await until_message(pilot, "refused", "error")
+        text = await until_notified(pilot, "refused", "error")
         assert "supervisor pid 4242" in text
         await pilot.pause(0.3)
         assert not isinstance(app.screen, ConfirmModal)    # nothing to confirm: refused
@@ -144,7 +138,7 @@ async def test_action_takes_the_campaign_when_pressed(frozen_dir):
                       poll_interval=3600, blink=False)
     autumn = PostingContext.for_campaign(frozen_dir, "autumn")
     spring = PostingContext.for_campaign(frozen_dir, "spring")
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await next_frame(pilot)
         campaigns = app.dashboard.campaigns
         app.dashboard.activate(0)
@@ -154,7 +148,7 @@ async def test_action_takes_the_campaign_when_pressed(frozen_dir):
         assert "autumn" in app.screen.title_text
         campaigns.move_to_key("spring")           # the cursor moves meanwhile
         await pilot.press("y")
-        await until_message(pilot, "campaign 'autumn': new day started")
+        await until_notified(pilot, "campaign 'autumn': new day started")
     assert list(autumn.root.glob("progress_*.csv"))
     assert not list(spring.root.glob("progress_*.csv"))
 
@@ -231,6 +225,18 @@ async def test_help_and_quit(frozen_dir):
 
 
 @async_test
+async def test_a_click_on_a_footer_key_presses_it(frozen_dir):
+    app = PostdeckApp(frozen_dir, "spring", clock=frozen_clock, pid_alive=fake_alive,
+                      poll_interval=3600, blink=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await next_frame(pilot)
+        keys = {item.key: item for item in app.screen.query(FooterItem)}
+        assert list(keys)[:3] == ["s", "x", "X"] and "ctrl+p" in keys
+        await pilot.click(keys["question_mark"])
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+
+
+@async_test
 async def test_tab_moves_focus_through_the_panels(frozen_dir):
     for size in ((120, 40), (80, 24)):
         app = PostdeckApp(frozen_dir, None, clock=frozen_clock, pid_alive=fake_alive,
@@ -304,11 +310,11 @@ async def test_command_palette_lists_every_action(frozen_dir):
 async def test_corrupt_progress_file_is_reported_not_fatal(frozen_dir, spring_ctx):
     app = PostdeckApp(frozen_dir, "spring", clock=frozen_clock, pid_alive=fake_alive,
                       poll_interval=0.2, blink=False)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await next_frame(pilot)
         assert app.dashboard.jobs.row_count == 12
         spring_ctx.progress_file.write_text("not,a,progress,file\n")
-        await until_message(pilot, "has a header that is not a progress file's", "error")
+        await until_notified(pilot, "has a header that is not a progress file's", "error")
         assert app.dashboard.jobs.row_count == 12     # the last good rows stay
         assert app.is_running
 

@@ -6,7 +6,7 @@ import pytest
 from console import __main__ as cli
 from console.app import PostdeckApp
 
-from console_fixtures import async_test, next_frame, write_campaign
+from console_fixtures import async_test, next_frame, until_notified, write_campaign
 
 
 @pytest.fixture
@@ -56,9 +56,8 @@ async def test_an_empty_folder_opens_and_says_so(tmp_path):
     d = tmp_path / "farm"
     d.mkdir()
     app = PostdeckApp(d, None, poll_interval=0.2, blink=False)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await next_frame(pilot)
         assert app.campaign is None
         await pilot.press("S")
-        await pilot.pause()
-        assert any("no campaign" in text for _, text in app.messages)
+        await until_notified(pilot, "no campaign", "warning")

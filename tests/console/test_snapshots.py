@@ -8,7 +8,7 @@ from console.screens.job_detail import JobDetailScreen
 from console.screens.start_form import StartForm
 
 from console_fixtures import (  # noqa: F401 (fixtures used by name)
-    frozen_app, frozen_dir, next_frame, running, spring_ctx, wait_until)
+    frozen_app, frozen_dir, next_frame, running, spring_ctx, until_notified, wait_until)
 
 
 async def first_frame(pilot) -> None:
@@ -42,8 +42,7 @@ def test_reset_refused_while_running(snap_compare, frozen_app, running):
     async def press_reset(pilot):
         await next_frame(pilot)
         await pilot.press("R")
-        await wait_until(pilot, lambda: any(s == "error" for s, _ in pilot.app.messages),
-                         what="the refusal")
+        await until_notified(pilot, "refused", "error")
         assert not isinstance(pilot.app.screen, ConfirmModal)
 
     assert snap_compare(frozen_app(), terminal_size=(100, 30), run_before=press_reset)
