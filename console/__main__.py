@@ -100,6 +100,8 @@ def build_parser() -> Parser:
                    "day at once")
     o.add_argument("--workers", type=int, metavar="N", help="worker processes for --run")
     o.add_argument("--phones", metavar="a,b,c", help="bind worker i to phone i")
+    o.add_argument("--accounts", metavar="a,b,c", help="with --seed-only or --run: only these "
+                   "accounts of the campaign")
     o.add_argument("--max-passes", type=int, metavar="N", help="passes over retryable failures")
     o.add_argument("--retry-delay", type=float, metavar="S", help="seconds before a failed job "
                    "is retried")
@@ -139,6 +141,10 @@ def validate_options(args, actions: list[str]) -> None:
     if args.retry_delay is not None and not 0 <= args.retry_delay <= MAX_RETRY_DELAY_S:
         raise UsageError(f"--retry-delay must be 0 or more seconds and at most "
                          f"{MAX_RETRY_DELAY_S} (a day), not {args.retry_delay:g}")
+    if args.accounts is not None and not {"run", "seed_only"} & set(actions):
+        raise UsageError("--accounts goes with --seed-only or --run")
+    if args.accounts is not None and not args.accounts.strip(", "):
+        raise UsageError("--accounts needs account names, like --accounts a,b,c")
     run_only = ("workers", "phones", "max_passes", "retry_delay", "backend")
     for name in run_only:
         if getattr(args, name) is not None and "run" not in actions:

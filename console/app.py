@@ -22,6 +22,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.timer import Timer
 
+from engine import columns as C
 from engine import operations
 from engine.context import PostingContext
 from engine.problems import InputError, Refused
@@ -38,6 +39,7 @@ from .widgets.feed import Feed, Frame
 from .widgets.jobs import JobsPanel
 from .widgets.live_table import LiveTable
 from .widgets.workers import WorkersPanel
+from .words import CONSOLE_WORDS
 
 ERROR_TIMEOUT = 12.0
 DEFAULT_MAX_WORKERS = 4
@@ -114,12 +116,11 @@ class PostdeckApp(App[int]):
         self._timer: Timer | None = None
         self._last_error: str | None = None
         self._froze = False
-        self.messages: list[tuple[str, str]] = []     # (severity, text) of every notification
 
     def notify(self, message: str, *, title: str = "", severity: str = "information",
                timeout: float | None = None, markup: bool = False) -> None:
-        """Every notification is plain text (engine messages hold brackets and paths)."""
-        self.messages.append((severity, message))
+        """Every notification is plain text: engine messages hold brackets (`[account/suspended]`)
+        that Textual's markup would take for tags."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # --- screens -----------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ class PostdeckApp(App[int]):
         try:
             message, severity = action(self._ctx_for(name)), "information"
         except (InputError, Refused) as exc:
-            message, severity = str(exc), "error"
+            message, severity = exc.explain(CONSOLE_WORDS), "error"
         except Exception as exc:  # an unexpected failure is shown, never a crash
             message, severity = f"{label} failed: {type(exc).__name__}: {exc}", "error"
         self.call_from_thread(self._report, label, message, severity)
@@ -251,7 +252,8 @@ class PostdeckApp(App[int]):
             ctx = self._ctx_for(name)
             phones = {a.phone for a in ctx.load_accounts()}
         except InputError as exc:
-            self.notify(str(exc), title="Start", severity="error", timeout=ERROR_TIMEOUT)
+            self.notify(exc.explain(CONSOLE_WORDS), title="Start", severity="error",
+                        timeout=ERROR_TIMEOUT)
             return
         workers = max(1, min(len(phones), DEFAULT_MAX_WORKERS))
 
@@ -292,10 +294,10 @@ class PostdeckApp(App[int]):
         nothing else happens."""
         try:
             ctx = self._ctx_for(name)
-            with quiet_campaign(ctx, "--reset-day"):
+            with quiet_campaign(ctx, "resetting the day"):
                 pass
         except (InputError, Refused) as exc:
-            self.call_from_thread(self._report, "Reset day", str(exc), "error")
+            self.call_from_thread(self._report, "Reset day", exc.explain(CONSOLE_WORDS), "error")
             return
         self.call_from_thread(self._confirm_reset, name, ctx)
 
@@ -324,7 +326,7 @@ class PostdeckApp(App[int]):
             return
         failed = ""
         if self.frame is not None and self.frame.campaign == name:
-            failed = f"{self.frame.header.counts.get('failed', 0)} job(s) are failed. "
+            failed = f"{self.frame.header.counts.get(C.FAILED, 0)} job(s) are failed. "
 
         def confirmed(yes: bool | None) -> None:
             if yes:
@@ -364,7 +366,7 @@ class PostdeckApp(App[int]):
         try:
             ctx = self._ctx_for(self.campaign)
         except InputError as exc:
-            self.notify(str(exc), severity="error", timeout=ERROR_TIMEOUT)
+            self.notify(exc.explain(CONSOLE_WORDS), severity="error", timeout=ERROR_TIMEOUT)
             return
         self.push_screen(JobDetailScreen(ctx, job_id))
 
@@ -389,14 +391,17 @@ class PostdeckApp(App[int]):
 # --- the engine calls, run in thread workers ---------------------------------------------------------
 def _start(ctx: PostingContext, request: StartRequest) -> str:
     from engine import runs
-    pid = runs.start_detached(ctx, request.workers, request.phones)
+    from engine.workers import RunOptions
+    started = runs.start_detached(ctx, RunOptions(workers=request.workers,
+                                                  phones=request.phones))
     bound = f" on {', '.join(request.phones)}" if request.phones else ""
-    return f"run started: {request.workers} worker(s){bound}, supervisor pid {pid}"
+    said = f"{started.notice.explain(CONSOLE_WORDS)}\n" if started.notice else ""
+    return f"{said}run started: {request.workers} worker(s){bound}, supervisor pid {started.pid}"
 
 
 def _stop(ctx: PostingContext, now: bool) -> str:
     from engine import runs
-    return runs.request_stop(ctx, now=now) or f"{ctx.describe()}: stop requested"
+    return runs.request_stop(ctx, now=now).explain(CONSOLE_WORDS)
 
 
 def _reset_day(ctx: PostingContext) -> str:

@@ -9,6 +9,8 @@ from engine.context import PostingContext, default_campaigns_dir
 from engine.problems import InputError, Refused
 from engine.status import campaign_status
 
+from .words import CLI_WORDS
+
 
 def _fail(message: str) -> int:
     print(f"postdeck: {message}", file=sys.stderr)
@@ -54,21 +56,33 @@ def run_actions(args, actions: list[str]) -> int:
             if args.force_reseed and not ({"run", "seed_only"} & set(actions)):
                 _print_seeded(ctx, operations.seed(ctx, force_reseed=True, reset_done=True))
         if "seed_only" in actions:
+            from .runner import accounts_of
             _print_seeded(ctx, operations.seed(ctx, force_reseed=args.force_reseed,
-                                               reset_done="reset_day" in actions))
+                                               reset_done="reset_day" in actions,
+                                               only=accounts_of(args)))
         if "status" in actions:
             return _status(ctx, args.json)
         if "retry_all_failed" in actions:
             n = operations.retry_all_failed(ctx, args.retry_include_non_retryable)
             print(f"{ctx.describe()}: {n} failed job(s) put back in the queue")
         if {"run", "stop", "stop_all"} & set(actions):
-            from engine import runs
-            return runs.cli_action(ctx, args, actions)
+            from .runner import run_action
+            return run_action(ctx, args, actions)
         return 0
     except (InputError, Refused) as exc:
-        return _fail(str(exc))
+        return _fail(exc.explain(CLI_WORDS))
     except OSError as exc:   # the net under InputError: never a traceback for a bad path
         return _fail(describe_os_error(exc))
+
+
+ERROR_WIDTH = 80
+
+
+def one_line(text: str, width: int = ERROR_WIDTH) -> str:
+    """A long or multi-line error on one line of a status listing, cut with an ellipsis; the
+    JSON keeps it whole."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[:width - 1].rstrip() + "…"
 
 
 def _print_seeded(ctx: PostingContext, added: list[dict]) -> None:
@@ -109,7 +123,7 @@ def _status(ctx: PostingContext, as_json: bool) -> int:
               f"heartbeat {w['heartbeat_age_s']}s ago")
     for a in status["accounts"]:
         extra = f" until {a['cooldown_until']}" if a["cooldown_until"] else ""
-        err = f"  last error: {a['last_error']}" if a["last_error"] else ""
+        err = f"  last error: {one_line(a['last_error'])}" if a["last_error"] else ""
         print(f"  {a['account']:<20} {a['state']:<9} {a['posts_today']}/{a['limit']}"
               f"  waiting {a['waiting']}{extra}{err}")
     for warning in status["warnings"]:

@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .problems import InputError
+from .problems import InputError, Remedy
 from .settings import Settings, load_settings
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".webm", ".avi", ".mkv", ".3gp"})
@@ -242,8 +242,8 @@ def resolve_campaign_dir(campaigns_dir: Path, name_or_path: str) -> Path:
                                              f"folder {base}; use a campaign name, or an absolute "
                                              "path")
     if not target.is_dir():
-        raise InputError(None, None, f"no campaign '{name_or_path}' in {base}; "
-                                     "see --list-campaigns")
+        raise InputError(None, None, f"no campaign '{name_or_path}' in {base}",
+                         remedies=(Remedy.LIST_CAMPAIGNS,))
     real = target.resolve()
     # A few levels up is enough to catch videos/ and its chunk folders; never past the
     # campaigns folder, whose own parents are none of our business.
@@ -267,7 +267,7 @@ def _inside(path: Path, base: Path) -> bool:
 def list_campaign_dirs(campaigns_dir: Path) -> list[Path]:
     base = Path(campaigns_dir)
     if not base.is_dir():
-        raise InputError(base, None, "the campaigns folder does not exist; create it or pass "
-                                     "--campaigns-dir")
+        raise InputError(base, None, "the campaigns folder does not exist; create it",
+                         remedies=(Remedy.CAMPAIGNS_DIR,))
     return sorted(p for p in base.iterdir()
                   if p.is_dir() and not p.name.startswith(".") and (p / ACCOUNTS_FILE).exists())

@@ -7,7 +7,7 @@ from .campaigns import Account, Video, list_campaign_dirs
 from .context import PostingContext
 from .legacy import load_scheduler_state
 from .limits import register
-from .problems import InputError, Refused
+from .problems import InputError, Refused, Remedy
 from .runstate import quiet_campaign, running_supervisor
 from .store import open_store
 
@@ -18,16 +18,20 @@ def require_enabled(ctx: PostingContext) -> None:
                       '"enabled": true to use it')
 
 
-def seed(ctx: PostingContext, force_reseed: bool = False, reset_done: bool = False) -> list[dict]:
-    """Add today's jobs. `--force-reseed` only makes sense on a fresh day, so it is refused
-    unless the day was just reset (it would otherwise re-offer the day's videos)."""
+def seed(ctx: PostingContext, force_reseed: bool = False, reset_done: bool = False,
+         only: list[str] | None = None) -> list[dict]:
+    """Add today's jobs (for the accounts `only` names, when given). A reseed only makes sense
+    on a fresh day, so it is refused unless the day was just reset (it would otherwise re-offer
+    the day's videos)."""
     if force_reseed and not reset_done:
-        raise Refused("--force-reseed requires --reset-day: reseeding the current day could post "
-                      "to accounts twice. Run --reset-day --force-reseed to start a new day.")
+        raise Refused("a reseed of the current day was refused: it could post to accounts twice",
+                      remedies=(Remedy.RESET_AND_SEED,))
     require_enabled(ctx)
     store = open_store(ctx)
     store.validate()
     accounts, videos = load_inputs(ctx)
+    if only is not None:
+        accounts = [a for a in accounts if a.name in set(check_accounts(ctx, only, accounts))]
     added = store.seed(videos, accounts, ctx.name)
     register_campaign(ctx)   # after the seed: a refused one leaves no trace
     return added
@@ -37,6 +41,21 @@ def register_campaign(ctx: PostingContext) -> None:
     """Make this campaign's posts count toward shared accounts' limits in every other campaign
     of the host, wherever its folder is (engine/limits.py)."""
     register(ctx.host_state_dir, ctx.root, ctx.progress_file.name.removesuffix(".csv"))
+
+
+def check_accounts(ctx: PostingContext, names: list[str],
+                   accounts: list[Account] | None = None) -> list[str]:
+    """The accounts an operator named (the earlier system's --accounts), each one of the
+    campaign's; a typo is refused before anything is written."""
+    known = [a.name for a in (accounts if accounts is not None else load_inputs(ctx)[0])]
+    names = [n.strip() for n in names]
+    if not names or any(not n for n in names):
+        raise Refused("the list of accounts has an empty name; write them as a,b,c")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InputError(ctx.accounts_file, None, f"has no account {', '.join(map(repr, unknown))}"
+                                                  f" (it has: {', '.join(known)})")
+    return list(dict.fromkeys(names))
 
 
 def load_inputs(ctx: PostingContext) -> tuple[list[Account], list[Video]]:
@@ -50,7 +69,7 @@ def load_inputs(ctx: PostingContext) -> tuple[list[Account], list[Video]]:
 def reset_day(ctx: PostingContext) -> Path | None:
     """Archive today's progress file and start a fresh one; refused while anything runs."""
     store = open_store(ctx)
-    with quiet_campaign(ctx, "--reset-day"):
+    with quiet_campaign(ctx, "resetting the day"):
         return store.reset_day(ctx.today())
 
 

@@ -10,28 +10,47 @@ from __future__ import annotations
 
 import errno
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from .context import PostingContext
 from .devices import make_backend
 from .errors import PostError
 from .phones import held_phones
-from .problems import InputError, Refused
+from .problems import InputError, Notice, Refused
 from .store import open_store
+from .workers import RunOptions
 
 
-def check_run(ctx: PostingContext, workers: int, phones: list[str] | None,
-              backend: str | None) -> None:
-    from .operations import load_inputs, require_enabled   # operations imports runs' peers
+def check_run(ctx: PostingContext, options: RunOptions) -> None:
+    from .operations import check_accounts, load_inputs, require_enabled
     require_enabled(ctx)
     for folder in (ctx.state_dir, ctx.host_state_dir):
         require_folder(folder)
     open_store(ctx).validate()
-    load_inputs(ctx)
-    name = backend or ctx.settings.backend
+    accounts, _ = load_inputs(ctx)
+    if options.accounts is not None:
+        check_accounts(ctx, options.accounts, accounts)
+    name = options.backend or ctx.settings.backend
     known = check_backend(ctx, name)
-    check_phones(ctx, workers, phones, name, known)
+    check_phones(ctx, options.workers, options.phones, name, known)
     check_folders(ctx)     # last: the only check that writes (a probe file, removed again)
+
+
+def fit_workers(ctx: PostingContext, options: RunOptions) -> tuple[RunOptions, Notice | None]:
+    """Never more workers than the campaign has phones: a worker drives one phone at a time,
+    so the rest would only wait (60 workers for 10 phones, or 1000, made a host unusable)."""
+    if options.phones:
+        return options, None
+    from .operations import load_inputs
+    accounts, _ = load_inputs(ctx)
+    chosen = set(options.accounts) if options.accounts else None
+    phones = len({a.phone for a in accounts if chosen is None or a.name in chosen})
+    if options.workers <= phones:
+        return options, None
+    return replace(options, workers=phones), Notice(
+        f"{ctx.describe()}: starting {phones} worker(s), not {options.workers}: the campaign has "
+        f"{phones} phone(s) and a worker drives one at a time")
 
 
 def check_backend(ctx: PostingContext, name: str) -> list[str]:
@@ -52,20 +71,22 @@ def check_phones(ctx: PostingContext, workers: int, phones: list[str] | None, ba
     if not phones:
         return
     if len(phones) != workers:
-        raise Refused(f"--phones names {len(phones)} phone(s) but --workers is "
-                      f"{workers}; give one phone per worker")
+        raise Refused(f"{len(phones)} phone(s) named for {workers} worker(s); give one phone "
+                      "per worker")
     repeated = sorted({p for p in phones if phones.count(p) > 1})
     if repeated:
-        raise Refused(f"--phones repeats {', '.join(repeated)}; each worker needs its own phone")
+        raise Refused(f"phone(s) {', '.join(repeated)} named twice; each worker needs its own "
+                      "phone")
     unknown = [p for p in phones if p not in set(known)]
     if unknown:
-        raise Refused(f"--phones: {', '.join(unknown)} not found in the {backend} "
+        raise Refused(f"phone(s) {', '.join(unknown)} not found in the {backend} "
                       f"backend (it has: {', '.join(sorted(known)) or 'none'})")
     held = held_phones(ctx.phones_dir)
     busy = [f"{p} (campaign {held[p].get('campaign')}, pid {held[p].get('pid')})"
             for p in phones if p in held]
     if busy:
-        raise Refused(f"phone(s) held by another run: {', '.join(busy)}")
+        raise Refused(f"phone(s) held by another run: {', '.join(busy)}",
+                      pids=[held[p]["pid"] for p in phones if p in held])
 
 
 def check_folders(ctx: PostingContext) -> None:

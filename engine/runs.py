@@ -1,25 +1,30 @@
-"""Starting and stopping runs: the `--run`, `--stop` and `--stop-all` actions, and the detached
-start the console uses. A detached supervisor has its own session, so closing the console or
-losing SSH never stops a run."""
+"""Starting and stopping runs: in the foreground, detached (the console's start, and --detach),
+stop and stop-all. An engine API: it takes RunOptions and returns results or raises Refused; the
+front ends parse their input and word the outcome. A detached supervisor has its own session
+(engine/daemon.py), so closing the console or losing SSH never stops a run."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
+from typing import Callable
 
 from . import operations
 from .context import PostingContext
 from .devices import make_backend
-from .preflight import check_run
-from .problems import Refused
+from .preflight import check_run, fit_workers
+from .problems import Notice, Refused, Remedy
 from .runstate import (live_workers, our_worker, process_alive, read_run_info,
                        running_supervisor, take_run_lock)
-from .store import JobStore, open_store
+from .store import open_store
 from .workers import RunOptions, Supervisor
 
 STOP_ALL_SIGNAL = signal.SIGUSR1
+DAEMON_SAYS = "the run did not start: "   # how engine/daemon.py reports a refusal
 DEFAULT_MAX_PASSES = 3
 DEFAULT_RETRY_DELAY_S = 60.0
 
@@ -28,61 +33,41 @@ def available_phones(ctx: PostingContext, backend: str | None = None) -> list[st
     return make_backend(ctx, backend).list_phones()
 
 
-def options_from_args(args) -> RunOptions:
-    phones = [p.strip() for p in args.phones.split(",")] if args.phones else None
-    if phones is not None and any(not p for p in phones):
-        raise Refused("--phones has an empty name; write --phones a,b,c")
-    workers = args.workers or (len(phones) if phones else 1)
-    return RunOptions(workers=workers, phones=phones,
-                      max_passes=args.max_passes or DEFAULT_MAX_PASSES,
-                      retry_delay=DEFAULT_RETRY_DELAY_S if args.retry_delay is None
-                      else args.retry_delay,
-                      backend=args.backend)
+@dataclass(frozen=True)
+class RunResult:
+    """How a foreground run ended: the day's counts, how it was stopped (None: it ran out of
+    work), and why it could not go on ('' when it could)."""
+    counts: dict[str, int]
+    stop_mode: str | None
+    failure: str = ""
 
 
-def cli_action(ctx: PostingContext, args, actions: list[str]) -> int:
-    if "stop" in actions:
-        return _print(request_stop(ctx, now=False))
-    if "stop_all" in actions:
-        return _print(request_stop(ctx, now=True))
-    options = options_from_args(args)
-    if args.detach:
-        pid = start_detached(ctx, options.workers, options.phones, options.max_passes,
-                             options.retry_delay, options.backend,
-                             force_reseed=args.force_reseed and "reset_day" in actions)
-        print(f"{ctx.describe()}: run started in the background (supervisor pid {pid}); "
-              "watch it with --status or the console")
-        return 0
-    return run_foreground(ctx, options, force_reseed=args.force_reseed and "reset_day" in actions)
-
-
-def _print(message: str) -> int:
-    print(message)
-    return 0
-
-
-def run_foreground(ctx: PostingContext, options: RunOptions, force_reseed: bool = False) -> int:
+def run_foreground(ctx: PostingContext, options: RunOptions, force_reseed: bool = False,
+                   on_tick: Callable[[], None] | None = None,
+                   on_notice: Callable[[Notice], None] | None = None) -> RunResult:
+    """Seed and run the day in this process, which becomes the supervisor (holding the run lock,
+    handling SIGTERM/SIGINT/SIGHUP as stop and SIGUSR1 as stop-all) until the run ends.
+    `on_notice` hears what the run decided on its own (fewer workers than asked)."""
     # Everything that can be wrong with the input is checked before any file is written.
-    check_run(ctx, options.workers, options.phones, options.backend)
-    lock = take_run_lock(ctx, "--run")
+    check_run(ctx, options)
+    options, notice = fit_workers(ctx, options)
+    if notice is not None and on_notice is not None:
+        on_notice(notice)
+    lock = take_run_lock(ctx, "starting a run")
     try:
         supervisor = Supervisor(ctx, options)
-        added = operations.seed(ctx, force_reseed=force_reseed, reset_done=force_reseed)
+        added = operations.seed(ctx, force_reseed=force_reseed, reset_done=force_reseed,
+                                only=options.accounts)
         supervisor.log.info("seeded %d job(s)", len(added))
         _install_signals(supervisor)
-        display = _Display(supervisor.store)
-        supervisor.on_tick = display.tick
+        supervisor.on_tick = on_tick
         supervisor.start()
         try:
             supervisor.loop()
         finally:
             supervisor.finish()
-            display.close()
-        _summary(ctx, supervisor)
-        failed = supervisor.all_workers_failed()
-        if failed:
-            raise Refused(f"the run could not go on: {failed}")
-        return 0
+        return RunResult(supervisor.store.stats(), supervisor.stop_mode,
+                         supervisor.all_workers_failed())
     finally:
         lock.release()
 
@@ -99,74 +84,29 @@ def _install_signals(supervisor: Supervisor) -> None:
     signal.signal(STOP_ALL_SIGNAL, now)
 
 
-class _Display:
-    """A rich progress bar on a terminal, plain lines otherwise (cron, pipes, log files)."""
-
-    def __init__(self, store: JobStore):
-        self.store = store
-        self.last: tuple | None = None
-        self.progress = None
-        if sys.stdout.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TextColumn("{task.fields[detail]}"))
-            self.task = self.progress.add_task("posting", total=1, detail="")
-            self.progress.start()
-
-    def tick(self) -> None:
-        try:
-            s = self.store.stats()
-        except Exception:
-            return  # a read between writes of a corrupted file: the workers will say why
-        done = s["success"] + s["failed"] + s["skipped"]
-        key = (done, s["total"], s["claimed"], s["retrying"])
-        if key == self.last:
-            return
-        self.last = key
-        detail = (f"ok {s['success']}  failed {s['failed']}  retrying {s['retrying']}  "
-                  f"running {s['claimed']}")
-        if self.progress is not None:
-            self.progress.update(self.task, completed=done, total=max(1, s["total"]),
-                                 detail=detail)
-        else:
-            print(f"{time.strftime('%H:%M:%S')} {done}/{s['total']} done  {detail}", flush=True)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+@dataclass(frozen=True)
+class Started:
+    """A detached run that holds its run lock: its supervisor's pid, and what the run decided on
+    its own (fewer workers than asked), for the front end to say."""
+    pid: int
+    notice: Notice | None = None
 
 
-def _summary(ctx: PostingContext, supervisor: Supervisor) -> None:
-    s = supervisor.store.stats()
-    how = {None: "ended", "graceful": "stopped", "now": "stopped at once"}[supervisor.stop_mode]
-    print(f"{ctx.describe()}: run {how}. success {s['success']}, failed {s['failed']}, "
-          f"retrying {s['retrying']}, pending {s['pending']}, skipped {s['skipped']} "
-          f"(total {s['total']})")
-
-
-def start_detached(ctx: PostingContext, workers: int = 1, phones: list[str] | None = None,
-                   max_passes: int | None = None, retry_delay: float | None = None,
-                   backend: str | None = None, force_reseed: bool = False,
-                   wait_s: float = 30.0) -> int:
-    """Launch a supervisor in its own session and return its pid once it holds the run lock.
-    If it refuses, its message is raised here."""
+def start_detached(ctx: PostingContext, options: RunOptions, force_reseed: bool = False,
+                   wait_s: float = 30.0) -> Started:
+    """Launch a supervisor in its own session (engine/daemon.py) and return once it holds the
+    run lock. If it refuses, its message is raised here."""
     operations.require_enabled(ctx)
+    _, notice = fit_workers(ctx, options)
     existing = running_supervisor(ctx)
     if existing is not None:
         raise Refused(f"a run of {ctx.describe()} is already going (supervisor pid "
-                      f"{existing.pid}); stop it with --stop")
-    cmd = [sys.executable, "-m", "console", "--no-ui", "--run"]
-    if not ctx.legacy:
-        cmd += ["--campaigns-dir", str(ctx.host_state_dir.parent), "--campaign", str(ctx.root)]
-    cmd += ["--workers", str(workers)]
-    if phones:
-        cmd += ["--phones", ",".join(phones)]
-    if max_passes is not None:
-        cmd += ["--max-passes", str(max_passes)]
-    if retry_delay is not None:
-        cmd += ["--retry-delay", str(retry_delay)]
-    if backend:
-        cmd += ["--backend", backend]
+                      f"{existing.pid})", pids=[existing.pid],
+                      remedies=(Remedy.STATUS, Remedy.STOP))
+    spec = {"legacy": ctx.legacy, "root": str(ctx.root),
+            "campaigns_dir": str(ctx.campaigns_dir) if ctx.campaigns_dir else None,
+            "options": asdict(options), "force_reseed": force_reseed}
+    cmd = [sys.executable, "-m", "engine.daemon", json.dumps(spec)]
     ctx.logs_dir.mkdir(parents=True, exist_ok=True)
     out_path = ctx.logs_dir / "detached.out"
     before = read_run_info(ctx)
@@ -179,31 +119,34 @@ def start_detached(ctx: PostingContext, workers: int = 1, phones: list[str] | No
         code = proc.poll()
         info = read_run_info(ctx)
         if info and info.pid == proc.pid and (before is None or info.run_id != before.run_id):
-            return proc.pid
+            return Started(proc.pid, notice)
         if code is not None:
             tail = out_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise Refused(f"the run did not start: {tail[0].removeprefix('postdeck: ')}")
+            raise Refused(f"the run did not start: {tail[0].split(DAEMON_SAYS, 1)[-1]}")
         time.sleep(0.05)
     raise Refused(f"the run did not report within {wait_s:.0f}s; see {out_path}")
 
 
-def request_stop(ctx: PostingContext, now: bool = False, wait_s: float = 30.0) -> str:
-    """--stop: workers finish their current job and claim no more. --stop-all: end now, release
-    claims, stop the phones. With no supervisor alive, --stop-all still ends orphaned workers."""
+def request_stop(ctx: PostingContext, now: bool = False, wait_s: float = 30.0) -> Notice:
+    """Stop: workers finish their current job and claim no more. Stop-all: end now, release
+    claims, stop the phones. With no supervisor alive, stop-all still ends orphaned workers, but
+    only live workers of this campaign (runstate.our_worker), never a pid a stale heartbeat
+    names."""
     info = read_run_info(ctx)
     alive = info is not None and running_supervisor(ctx) is not None and process_alive(
         info.pid, info.create_time)
     if alive:
         os.kill(info.pid, STOP_ALL_SIGNAL if now else signal.SIGTERM)
         if not now:
-            return (f"{ctx.describe()}: stop requested (supervisor pid {info.pid}); workers "
-                    "finish their current job, then the run ends")
+            return Notice(f"{ctx.describe()}: stop requested (supervisor pid {info.pid}); workers "
+                          "finish their current job, then the run ends", pids=[info.pid])
         deadline = time.time() + wait_s
         while time.time() < deadline and process_alive(info.pid, info.create_time):
             time.sleep(0.1)
         if process_alive(info.pid, info.create_time):
-            raise Refused(f"supervisor pid {info.pid} did not end within {wait_s:.0f}s")
-        return f"{ctx.describe()}: stopped at once; claims released, phones stopped"
+            raise Refused(f"supervisor pid {info.pid} did not end within {wait_s:.0f}s",
+                          pids=[info.pid])
+        return Notice(f"{ctx.describe()}: stopped at once; claims released, phones stopped")
     alive = live_workers(ctx)
     orphans = [hb for hb in alive if our_worker(hb, ctx)]
     unsure = [hb for hb in alive if hb not in orphans]
@@ -211,10 +154,12 @@ def request_stop(ctx: PostingContext, now: bool = False, wait_s: float = 30.0) -
             "stale or they are not this campaign's workers, so postdeck will not signal them"
             if unsure else "")
     if not orphans:
-        return f"{ctx.describe()}: no run is going{left}"
+        return Notice(f"{ctx.describe()}: no run is going{left}")
+    pids = [h.pid for h in orphans]
     if not now:
-        return (f"{ctx.describe()}: no supervisor, but workers {', '.join(str(h.pid) for h in orphans)}"
-                " are finishing their job and will leave; use --stop-all to end them now")
+        return Notice(f"{ctx.describe()}: no supervisor, but workers "
+                      f"{', '.join(map(str, pids))} are finishing their job and will leave",
+                      pids=pids, remedies=(Remedy.STOP_ALL,))
     for hb in orphans:
         try:
             os.kill(hb.pid, signal.SIGKILL)
@@ -223,7 +168,6 @@ def request_stop(ctx: PostingContext, now: bool = False, wait_s: float = 30.0) -
     deadline = time.time() + 5
     while time.time() < deadline and any(process_alive(h.pid, h.create_time) for h in orphans):
         time.sleep(0.05)
-    released = open_store(ctx).recover_stale(
-        [h.worker_id for h in unsure], counted=False)
-    return (f"{ctx.describe()}: ended {len(orphans)} orphaned worker(s); released "
-            f"{len(released)} claim(s){left}")
+    released = open_store(ctx).recover_stale([h.worker_id for h in unsure], counted=False)
+    return Notice(f"{ctx.describe()}: ended {len(orphans)} orphaned worker(s); released "
+                  f"{len(released)} claim(s){left}", pids=pids)

@@ -73,13 +73,15 @@ class JobStore(Protocol):
 
     def job(self, job_id: str) -> dict[str, str] | None: ...
 
-    def next_chance(self, phone: str | None = None) -> tuple[bool, float | None]:
+    def next_chance(self, phone: str | None = None,
+                    accounts: frozenset[str] | None = None) -> tuple[bool, float | None]:
         """For an idle worker: (others running, the earliest moment a job may become claimable
         today); (False, None) when nothing more can happen today."""
 
     # --- a job's life (engine/lifecycle.py) --------------------------------------------------
     def claim(self, worker_id: str, phone: str | None = None,
-              phone_free: Callable[[str], bool] | None = None) -> Job | None: ...
+              phone_free: Callable[[str], bool] | None = None,
+              accounts: frozenset[str] | None = None) -> Job | None: ...
 
     def set_phase(self, job_id: str, claim_id: str, phase: str) -> None: ...
 

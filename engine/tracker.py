@@ -26,7 +26,7 @@ from . import lifecycle
 from .campaigns import Account, Video, video_name
 from .durable import append_durable, write_atomic
 from .errors import OUTCOME_UNKNOWN, UNKNOWN, Classification, classify
-from .problems import InputError
+from .problems import InputError, Remedy
 from .progress_csv import (HEADER_BYTES, HEADER_ONLY, CorruptProgressFile, Table, job_dict,
                            parse_progress, reparse, serialize, serialize_table)
 from .lifecycle import Job, RetryPolicy
@@ -162,15 +162,17 @@ class ProgressStore:
                 return result
         except Timeout:
             raise InputError(self.path, None, f"the lock {self.path}.lock has been held for over "
-                                              f"{LOCK_TIMEOUT_S:.0f}s; is a process stuck? "
-                                              "See --status") from None
+                                              f"{LOCK_TIMEOUT_S:.0f}s; is a process stuck?",
+                             remedies=(Remedy.STATUS,)) from None
 
     # --- claims ----------------------------------------------------------------------------------
     def claim(self, worker_id: str, phone: str | None = None,
-              phone_free: Callable[[str], bool] | None = None) -> Job | None:
+              phone_free: Callable[[str], bool] | None = None,
+              accounts: frozenset[str] | None = None) -> Job | None:
         """Claim the oldest eligible job (pending before retrying, file order within each) for
         `worker_id`, or None. `phone` binds the worker to one phone; `phone_free(p)` is asked
-        last, for the chosen job only, whether no other worker on the host holds phone p.
+        last, for the chosen job only, whether no other worker on the host holds phone p;
+        `accounts` limits the run to those accounts.
 
         The daily limit counts what the account used today anywhere on the host
         (engine/limits.py); the host-wide account lock is held from that count until the claim
@@ -196,6 +198,8 @@ class ProgressStore:
             tallies: dict[str, Tally | None] = {}
             for row in self._candidates(table, now):
                 account = row[C.ACCOUNT]
+                if accounts is not None and account not in accounts:
+                    continue
                 if account not in tallies:
                     tallies[account] = account_tally(account, elsewhere.get(account))
                 if account_blocker(tallies[account], limit, now):
@@ -357,7 +361,8 @@ class ProgressStore:
         return self._locked(change)  # type: ignore[return-value]
 
     # --- what an idle worker waits for ----------------------------------------------------------
-    def next_chance(self, phone: str | None = None) -> tuple[bool, float | None]:
+    def next_chance(self, phone: str | None = None,
+                    accounts: frozenset[str] | None = None) -> tuple[bool, float | None]:
         """For a worker that found nothing to claim: (others_running, earliest). `others_running`
         is whether any job is claimed (its end may free an account or a phone); `earliest` is the
         first moment the clock alone makes a job claimable (a retry_at, a cooldown end), or now
@@ -376,6 +381,8 @@ class ProgressStore:
             if status not in (C.PENDING, C.RETRYING):
                 continue
             if phone is not None and (row[C.PHONE_ID] or row[C.ACCOUNT]) != phone:
+                continue
+            if accounts is not None and row[C.ACCOUNT] not in accounts:
                 continue
             t = tallies[row[C.ACCOUNT]]
             if t.blocked_by or t.used - t.running >= limit:
@@ -552,7 +559,7 @@ class ProgressStore:
         except OSError as exc:
             raise InputError(self.path, None, f"could not start a new day ({exc.strerror or exc});"
                                               " nothing was changed. Free some space or fix the "
-                                              "folder, then run --reset-day again") from None
+                                              "folder, then reset the day again") from None
 
     def _undo_archive(self, archive: Path | None, linked: bool) -> None:
         """Take back the archive name of a reset that could not write the fresh file: our own

@@ -22,11 +22,12 @@ from .context import PostingContext
 from .devices import PostRequest, WorkerSlot, make_backend
 from .durable import write_atomic
 from .campaigns import VideoFinder
+from .columns import Phase
 from .errors import CONTENT, OUTCOME_UNKNOWN, UNKNOWN, Classification, PostError, classify
 from .logs import file_logger
 from .phones import PhoneLocks
-from .problems import Refused
-from .runstate import (HEARTBEAT_EVERY_S, HEARTBEAT_LEASE_S, WORKER_MARKER_ENV,
+from .problems import Refused, Remedy
+from .runstate import (HEARTBEAT_EVERY_S, HEARTBEAT_LEASE_S, WORKER_MARKER_ENV, WorkerState,
                        create_time_of, live_workers, run_info_path, write_heartbeat)
 from .lifecycle import Job, RetryPolicy
 from .store import open_store
@@ -55,6 +56,7 @@ class WorkerSpec:
     backend: str
     parent_pid: int
     daily_limit: int | None = None
+    accounts: frozenset[str] | None = None   # --accounts: only these accounts' jobs
 
     @property
     def worker_id(self) -> str:
@@ -86,7 +88,7 @@ class Worker:
         self.waker = wake.Waker(str(self.ctx.root), spec.worker_id)
         self.videos = VideoFinder(self.ctx.root, self.ctx.legacy)
         self.stopping = False
-        self.state = "starting"
+        self.state = WorkerState.STARTING
         self.job: Job | None = None
         self._beat_stop = threading.Event()
         self._create_time = create_time_of(os.getpid())
@@ -139,7 +141,8 @@ class Worker:
                     self.log.info("stop requested; leaving between jobs")
                     break
                 job = self.store.claim(self.spec.worker_id, phone=self.spec.phone,
-                                       phone_free=None if self.spec.phone else self.locks.try_hold)
+                                       phone_free=None if self.spec.phone else self.locks.try_hold,
+                                       accounts=self.spec.accounts)
                 if job is None:
                     if not self._idle():
                         self.log.info("nothing more to do today; leaving")
@@ -147,7 +150,7 @@ class Worker:
                     continue
                 self._do(job)
         finally:
-            self.state = "stopped"
+            self.state = WorkerState.STOPPED
             self._beat_stop.set()
             try:
                 self.backend.shutdown(self.slot)
@@ -158,40 +161,40 @@ class Worker:
 
     def _idle(self) -> bool:
         """Wait for the earliest moment a job may become claimable; False when none can today."""
-        others, earliest = self.store.next_chance(self.spec.phone)
+        others, earliest = self.store.next_chance(self.spec.phone, self.spec.accounts)
         if earliest is None and not others:
             return False
         now = time.time()
         timeout = IDLE_RECHECK_S if earliest is None else max(0.0, earliest - now)
         timeout = min(timeout, IDLE_RECHECK_S)
-        self.state = "waiting"
+        self.state = WorkerState.WAITING
         self._messages(self.waker.wait(timeout))
         return True
 
     def _do(self, job: Job) -> None:
         job_id, claim_id, phone = job.job_id, job.claim_id, job.phone_id
         self.job = job
-        self.state = "preparing"
+        self.state = WorkerState.PREPARING
         self.beat()
         self.log.info("claimed %s (account %s, phone %s, attempt %s)", job_id, job.account,
                       phone, job.attempts)
         published = False
         try:
-            self.store.set_phase(job_id, claim_id, "preparing")
+            self.store.set_phase(job_id, claim_id, Phase.PREPARING)
             video, why = self.videos.find(job.video_path)
             if video is None:   # checked before any phone starts
                 raise PostError(f"{why}; nothing was pushed to the phone",
                                 error_type="video_missing", category=CONTENT)
             self.backend.prepare(phone, self.slot)
-            self.state = "posting"
+            self.state = WorkerState.POSTING
             self.beat()
 
             def on_publishing() -> None:
                 nonlocal published
                 # Raises ClaimLost if the claim was recovered: the backend then never shares.
-                self.store.set_phase(job_id, claim_id, "publishing")
+                self.store.set_phase(job_id, claim_id, Phase.PUBLISHING)
                 published = True
-                self.state = "publishing"
+                self.state = WorkerState.PUBLISHING
                 self.beat()
                 self.log.info("publishing %s", job_id)
 
@@ -205,7 +208,7 @@ class Worker:
             self._record_success(job_id, claim_id, video_id)
         finally:
             self.job = None
-            self.state = "idle"
+            self.state = WorkerState.IDLE
             if not self.spec.phone:
                 self.locks.release(phone)
             wake.send(str(self.ctx.root), range(self.spec.n_workers))
@@ -262,6 +265,7 @@ class RunOptions:
     retry_delay: float = 60.0
     backend: str | None = None
     lease_s: float = HEARTBEAT_LEASE_S
+    accounts: list[str] | None = None     # only these accounts of the campaign
 
 
 @dataclass
@@ -298,8 +302,8 @@ class Supervisor:
                 return
             if time.time() > deadline:
                 raise Refused("workers of an earlier run are still alive (pids "
-                              f"{', '.join(str(h.pid) for h in alive)}); wait for them or "
-                              "--stop-all")
+                              f"{', '.join(str(h.pid) for h in alive)})",
+                              pids=[h.pid for h in alive], remedies=(Remedy.STOP_ALL,))
             time.sleep(0.2)
 
     # --- the run ---------------------------------------------------------------------------------
@@ -323,7 +327,9 @@ class Supervisor:
                               legacy=self.ctx.legacy, phone=phone, run_id=self.run_id,
                               n_workers=self.options.workers, retry=retry,
                               backend=self.backend_name, parent_pid=os.getpid(),
-                              daily_limit=self.ctx.daily_limit)
+                              daily_limit=self.ctx.daily_limit,
+                              accounts=(frozenset(self.options.accounts)
+                                        if self.options.accounts else None))
             self.slots.append(Slot(spec))
         for slot in self.slots:
             self._spawn(slot)

@@ -11,7 +11,7 @@ from engine.campaigns import (Account, find_videos, list_campaign_dirs, load_cam
                               parse_accounts, resolve_campaign_dir)
 from engine.context import PostingContext
 from engine.operations import list_campaigns, require_enabled, retry_all_failed, seed
-from engine.problems import InputError, Refused
+from engine.problems import InputError, Refused, Remedy
 from engine.settings import Settings, load_settings
 
 from helpers import make_campaign, run_cli, snapshot
@@ -235,7 +235,8 @@ def test_names_inside_are_accepted(campaigns, monkeypatch):
     assert resolve_campaign_dir(campaigns, "inside") == campaigns.resolve() / "inside"
     assert resolve_campaign_dir(campaigns, str(campaigns.parent / "outside")) == \
         campaigns.parent / "outside"                     # an absolute path is taken as given
-    assert "see --list-campaigns" in str(error_of(lambda: resolve_campaign_dir(campaigns, "nope")))
+    error = error_of(lambda: resolve_campaign_dir(campaigns, "nope"))
+    assert "no campaign 'nope'" in str(error) and Remedy.LIST_CAMPAIGNS in error.remedies
 
 
 def test_cli_refuses_a_name_that_leaves_the_folder(campaigns):

@@ -107,7 +107,7 @@ def test_status_text_and_missing_file(env):
 def test_unknown_campaign(env):
     base, root, cli = env
     res = cli("--no-ui", "--campaign", "nope", "--status")
-    assert res.returncode == 1 and "see --list-campaigns" in res.stderr
+    assert res.returncode == 1 and "See --list-campaigns" in res.stderr
     assert res.stdout == ""
 
 

@@ -98,6 +98,9 @@ def test_reset_refused_while_running_then_accepted(campaigns_dir):
                    "--reset-day")
     assert res.returncode == 1
     assert str(pid) in res.stderr and "refused" in res.stderr
+    for hb in live_workers(ctx):   # the workers' pids too, not only the supervisor's
+        assert str(hb.pid) in res.stderr, res.stderr
+    assert "--stop" in res.stderr, "the CLI words the remedy as its flag"
     assert not list(root.glob("progress_*.csv")), "no archive may be made while running"
     assert ProgressStore.for_context(ctx).read().rows  # still today's jobs
     forced = postdeck("--no-ui", "--campaigns-dir", str(campaigns_dir), "--campaign", "c",
@@ -125,8 +128,8 @@ def test_duplicate_run_refused(campaigns_dir):
 
 
 @pytest.mark.parametrize("phones, message", [
-    ("p1", "names 1 phone(s) but --workers is 2"),
-    ("p1,p1", "repeats p1"),
+    ("p1", "1 phone(s) named for 2 worker(s)"),
+    ("p1,p1", "p1 named twice"),
     ("p1,nope", "nope not found"),
 ])
 def test_bad_phone_bindings_refused_before_any_worker(campaigns_dir, phones, message):

@@ -8,6 +8,8 @@ import pytest
 
 from engine import columns as C
 from engine.context import PostingContext
+from console.words import CLI_WORDS
+from engine.problems import Remedy
 from engine.tracker import CorruptProgressFile, HEADER_ONLY, ProgressStore
 
 from helpers import (accounts, make_campaign, make_store, progress_bytes, row, run_cli,
@@ -55,7 +57,8 @@ def assert_refusal(exc: CorruptProgressFile, store: ProgressStore, line: int, wo
     assert exc.path == store.path and exc.line == line
     assert text.startswith(f"{store.path}, line {line}: "), text
     assert words in text
-    assert "inspect it" in text and "--reset-day" in text
+    assert "inspect it" in text and Remedy.RESET_DAY in exc.remedies
+    assert "--reset-day" in exc.explain(CLI_WORDS)      # the CLI names its flag
     assert "\n" not in text.replace(str(store.path), "")
 
 

@@ -13,9 +13,10 @@ from console.screens.start_form import StartForm
 from engine import columns as C
 from engine.context import PostingContext
 from engine.runstate import process_alive, read_run_info, running_supervisor
+from engine.workers import RunOptions
 from engine.tracker import ProgressStore
 
-from console_fixtures import async_test, next_frame, wait_until, write_campaign
+from console_fixtures import async_test, next_frame, until_notified, wait_until, write_campaign
 
 pytestmark = pytest.mark.slow
 runs = pytest.importorskip("engine.runs")
@@ -59,8 +60,7 @@ async def start_from_form(pilot, workers: str | None = None) -> None:
     if workers is not None:
         form.query_one("#workers").value = workers
     await pilot.press("enter")
-    await wait_until(pilot, lambda: any("run started" in t for _, t in app.messages),
-                     timeout=30, what="the run to start")
+    await until_notified(pilot, "run started", timeout=30)
 
 
 @async_test
@@ -69,7 +69,7 @@ async def test_start_watch_stop_then_reset(tmp_path, cleanup):
     ctx = sim_campaign(d, "live", accounts=12, post_seconds=0.4)
     cleanup(ctx)
     app = PostdeckApp(d, "live", poll_interval=0.1, blink=False)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await next_frame(pilot)
         await start_from_form(pilot, workers="2")
         jobs, header = app.dashboard.jobs, lambda: app.frame.header
@@ -82,8 +82,7 @@ async def test_start_watch_stop_then_reset(tmp_path, cleanup):
                          what="two successes")
         assert app.dashboard.query_one("#workers").row_count == 2
         await pilot.press("x")                                   # graceful stop
-        await wait_until(pilot, lambda: any("stop requested" in t for _, t in app.messages),
-                         what="the stop notification")
+        await until_notified(pilot, "stop requested")
         await wait_until(pilot, lambda: not header().running, timeout=30, what="the run to end")
         done = statuses(ctx)
         assert C.CLAIMED not in done and 2 <= done.count(C.SUCCESS) < 12
@@ -92,8 +91,7 @@ async def test_start_watch_stop_then_reset(tmp_path, cleanup):
         await pilot.press("R")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm")
         await pilot.press("y")
-        await wait_until(pilot, lambda: any("new day started" in t for _, t in app.messages),
-                         what="the reset")
+        await until_notified(pilot, "new day started")
         await wait_until(pilot, lambda: jobs.row_count == 0, what="an empty table")
     assert len(list(ctx.root.glob("progress_*.csv"))) == 1
     assert statuses(ctx) == []
@@ -105,7 +103,7 @@ async def test_quit_while_running_leaves_the_run_going(tmp_path, cleanup):
     ctx = sim_campaign(d, "detached", accounts=6, post_seconds=0.3)
     cleanup(ctx)
     app = PostdeckApp(d, "detached", poll_interval=0.1, blink=False)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await next_frame(pilot)
         await start_from_form(pilot, workers="2")
         await wait_until(pilot, lambda: app.frame.header.running, timeout=30, what="running")
@@ -130,9 +128,9 @@ async def test_reopen_shows_a_run_live(tmp_path, cleanup):
     d = tmp_path / "campaigns"
     ctx = sim_campaign(d, "elsewhere", accounts=8, post_seconds=2.0)
     cleanup(ctx)
-    pid = runs.start_detached(ctx, 2)
+    pid = runs.start_detached(ctx, RunOptions(workers=2)).pid
     app = PostdeckApp(d, "elsewhere", poll_interval=0.1, blink=False)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await next_frame(pilot)
         await wait_until(pilot, lambda: app.frame.header.running
                          and app.frame.header.counts["claimed"] > 0, timeout=30, what="live jobs")
@@ -140,8 +138,7 @@ async def test_reopen_shows_a_run_live(tmp_path, cleanup):
         await pilot.press("X")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm")
         await pilot.press("y")
-        await wait_until(pilot, lambda: any("stopped at once" in t for _, t in app.messages),
-                         timeout=40, what="stop all")
+        await until_notified(pilot, "stopped at once", timeout=40)
         await wait_until(pilot, lambda: not app.frame.header.running, what="the run to end")
     wait_process_exit(pid)
     assert C.CLAIMED not in statuses(ctx)
