@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ACTIONS = ("list_campaigns", "status", "seed_only", "run", "reset_day", "retry_all_failed",
-           "stop", "stop_all")
+           "stop", "stop_all", "import_ledger")
 # Upper bounds of the numeric options: far past any real farm or schedule, so a typo (an extra
 # zero, 1e12, inf) is a usage error now instead of a run that never ends or crashes later.
 MAX_WORKERS = 1000
@@ -94,6 +94,9 @@ def build_parser() -> Parser:
                    "queue")
     a.add_argument("--stop", action="store_true", help="let workers finish their job, then end")
     a.add_argument("--stop-all", action="store_true", help="end now, release claims, stop phones")
+    a.add_argument("--import-ledger", type=Path, metavar="FILE", help="import the earlier "
+                   "system's master ledger (account|video|timestamp): its videos are never "
+                   "seeded again")
     o = p.add_argument_group("options")
     o.add_argument("--json", action="store_true", help="machine-readable output (status, list)")
     o.add_argument("--force-reseed", action="store_true", help="with --reset-day: seed the new "

@@ -62,6 +62,12 @@ def run_actions(args, actions: list[str]) -> int:
                                                only=accounts_of(args)))
         if "status" in actions:
             return _status(ctx, args.json)
+        if "import_ledger" in actions:
+            new, known = operations.import_ledger(ctx, args.import_ledger)
+            print(f"{ctx.describe()}: imported {new} new ledger entr{'y' if new == 1 else 'ies'}"
+                  f" from {args.import_ledger} into {ctx.ledger_file}"
+                  + (f"; {known} were already known" if known else "")
+                  + ("; nothing new" if not new else ""))
         if "retry_all_failed" in actions:
             n = operations.retry_all_failed(ctx, args.retry_include_non_retryable)
             print(f"{ctx.describe()}: {n} failed job(s) put back in the queue")
@@ -73,6 +79,10 @@ def run_actions(args, actions: list[str]) -> int:
         return _fail(exc.explain(CLI_WORDS))
     except OSError as exc:   # the net under InputError: never a traceback for a bad path
         return _fail(describe_os_error(exc))
+
+
+def _without_video(n: int | None) -> str:
+    return f"  ({n} caption(s) without a video yet)" if n else ""
 
 
 ERROR_WIDTH = 80
@@ -104,7 +114,8 @@ def _list(args) -> int:
         state = "running" if r["running"] else ("enabled" if r["enabled"] else "disabled")
         c = r["counts"]
         print(f"{r['name']:<20} {state:<8} {r['accounts']:>3} accounts  limit {r['daily_limit']}"
-              f"  {c['success']}/{r['total']} posted  {c['failed']} failed  {r['backend']}")
+              f"  {c['success']}/{r['total']} posted  {c['failed']} failed  {r['backend']}"
+              + _without_video(r["captions_without_video"]))
     return 0
 
 
@@ -115,7 +126,8 @@ def _status(ctx: PostingContext, as_json: bool) -> int:
         return 0
     c = status["counts"]
     run = f"running (supervisor pid {status['supervisor_pid']})" if status["running"] else "idle"
-    print(f"{ctx.describe()}: {run}; daily limit {status['daily_limit']}")
+    print(f"{ctx.describe()}: {run}; daily limit {status['daily_limit']}"
+          + _without_video(status["captions_without_video"]))
     print("  " + "  ".join(f"{k} {v}" for k, v in c.items()) + f"  (total {status['total']})")
     for w in status["workers"]:
         print(f"  worker {w['worker_id']} pid {w['pid']} phone {w['phone'] or '-'} "

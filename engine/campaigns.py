@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -32,6 +33,7 @@ class Video:
     filename: str
     path: Path
     caption: str
+    job_id: str = ""      # the earlier system's job id, kept when its scheduler state names one
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Campaign:
     settings: Settings
     accounts: list[Account] = field(default_factory=list)
     videos: list[Video] = field(default_factory=list)
+    captions_without_video: int = 0     # captions whose video is not on disk (yet)
 
     @property
     def phones(self) -> list[str]:
@@ -131,9 +134,10 @@ class VideoFinder:
     takes the path relative to the working directory. A path outside the campaign (or working
     directory) is never returned, whatever the row says."""
 
-    def __init__(self, root: Path, legacy: bool = False):
+    def __init__(self, root: Path, legacy: bool = False, videos_dir: Path | None = None):
         self.root = Path(root).resolve()
         self.legacy = legacy
+        self.videos_dir = Path(videos_dir) if videos_dir else self.root / VIDEOS_DIR
         self._index: dict[str, Path] | None = None
 
     def find(self, video_path: str) -> tuple[Path | None, str]:
@@ -148,16 +152,50 @@ class VideoFinder:
         for fresh in (False, True):
             if self._index is None or fresh:
                 try:
-                    self._index = find_videos(self.root / VIDEOS_DIR, self.root)
+                    self._index = find_videos(self.videos_dir, self.root)
                 except InputError as exc:
                     return None, str(exc)
             if name in self._index:
                 return self._index[name], ""
-        return None, f"video file not found: {name} is not in {self.root / VIDEOS_DIR}"
+        return None, f"video file not found: {name} is not in {self.videos_dir}"
+
+
+SHORTCODE_COLUMNS = ("Image/Video link 1 (shortcode)", "Text")
+# The captions formats the earlier system used, tried in this order when campaign.json names no
+# columns of its own: (the column naming the video, the caption column).
+KNOWN_FORMATS = (("filename", "post_caption"), ("filename", "caption"), SHORTCODE_COLUMNS)
+_SHORTCODE_URL = re.compile(r"/(?:p|reel|reels|tv)/([A-Za-z0-9_-]+)")
+_NUMBERED = re.compile(r"^(.+)-\d+$")
+
+
+def caption_columns(header: list[str], filename_column: str,
+                    caption_column: str) -> tuple[str, str]:
+    """The columns to read: the configured ones when the header has them; with the default
+    configuration, the first of the earlier system's formats the header matches."""
+    if filename_column in header and caption_column in header:
+        return filename_column, caption_column
+    defaults = Settings()
+    if (filename_column, caption_column) == (defaults.filename_column, defaults.caption_column):
+        for columns in KNOWN_FORMATS:
+            if all(c in header for c in columns):
+                return columns
+    missing = next(c for c in (filename_column, caption_column) if c not in header)
+    raise InputError(None, 1, f"has no '{missing}' column (found: {', '.join(header)}); "
+                              "rename the column or set filename_column/caption_column "
+                              "in campaign.json")
+
+
+def shortcode_of(value: str) -> str:
+    """The post's shortcode from a shortcode or a link to the post."""
+    m = _SHORTCODE_URL.search(value)
+    return m.group(1) if m else value.strip().strip("/")
 
 
 def parse_captions(path: Path, filename_column: str, caption_column: str,
-                   videos: dict[str, Path]) -> list[Video]:
+                   videos: dict[str, Path]) -> tuple[list[Video], int]:
+    """The captioned videos, and how many captions name a video that is not on disk (the
+    earlier system's captions list far more posts than there are videos: those are skipped,
+    counted, and seeded once their video arrives)."""
     text = read_text(path, "the captions file")
     # strict: a quote that is never closed must be an error, not a caption that silently
     # swallows every line after it (and posts them publicly).
@@ -170,14 +208,14 @@ def parse_captions(path: Path, filename_column: str, caption_column: str,
     except csv.Error as exc:
         raise InputError(path, 1, f"is not valid CSV ({exc}); check the quotes on this "
                                   "line") from None
-    header = [h.strip() for h in header]
-    for column in (filename_column, caption_column):
-        if column not in header:
-            raise InputError(path, 1, f"has no '{column}' column (found: {', '.join(header)}); "
-                                      "rename the column or set filename_column/caption_column "
-                                      "in campaign.json")
-    fi, ci = header.index(filename_column), header.index(caption_column)
-    out: list[Video] = []
+    header = [h.strip().lstrip("\ufeff") for h in header]
+    try:
+        key_column, text_column = caption_columns(header, filename_column, caption_column)
+    except InputError as exc:
+        raise InputError(path, 1, exc.message) from None
+    shortcodes = (key_column, text_column) == SHORTCODE_COLUMNS
+    fi, ci = header.index(key_column), header.index(text_column)
+    captions: dict[str, str] = {}
     seen: dict[str, int] = {}
     line = reader.line_num + 1
     try:
@@ -188,23 +226,43 @@ def parse_captions(path: Path, filename_column: str, caption_column: str,
             if len(row) != len(header):
                 raise InputError(path, start, f"has {len(row)} fields but the header has "
                                               f"{len(header)}; quote captions that hold commas")
-            filename, caption = row[fi].strip(), row[ci]
-            if not filename:
-                raise InputError(path, start, f"has an empty '{filename_column}'")
-            if filename in seen:
-                raise InputError(path, start, f"captions '{filename}' again (first on line "
-                                              f"{seen[filename]}); keep one caption per video")
-            seen[filename] = start
-            if filename not in videos:
-                raise InputError(path, start, f"names video '{filename}', which is not in "
-                                              "videos/; add the file or remove the line")
-            if caption.strip():
-                out.append(Video(filename, videos[filename], caption))
+            key, caption = row[fi].strip(), row[ci]
+            if shortcodes:
+                key = shortcode_of(key)
+            if not key:
+                raise InputError(path, start, f"has an empty '{key_column}'")
+            if key in seen:
+                raise InputError(path, start, f"captions '{key}' again (first on line "
+                                              f"{seen[key]}); keep one caption per video")
+            seen[key] = start
+            captions[key] = caption
     except csv.Error as exc:
         # `line` is where the bad row starts (an open quote may run to the end of the file)
         raise InputError(path, line, f"is not valid CSV ({exc}); check the quotes "
                                      "on this line") from None
-    return out
+    out: list[Video] = []
+    used: set[str] = set()
+    for name, video in videos.items():
+        key = _caption_key(name, captions) if shortcodes else (name if name in captions else None)
+        if key is None:
+            continue
+        used.add(key)
+        if captions[key].strip():
+            out.append(Video(name, video, captions[key]))
+    if not shortcodes:   # in the file's order, as the queue has always been
+        order = {k: i for i, k in enumerate(captions)}
+        out.sort(key=lambda v: order[v.filename])
+    return out, len(captions) - len(used)
+
+
+def _caption_key(filename: str, captions: dict[str, str]) -> str | None:
+    """A shortcode-format video's caption: SHORTCODE.mp4 or SHORTCODE-2.mp4 takes the caption
+    of SHORTCODE (one post, several clips)."""
+    stem = Path(filename).stem
+    if stem in captions:
+        return stem
+    m = _NUMBERED.match(stem)
+    return m.group(1) if m and m.group(1) in captions else None
 
 
 def load_campaign(root: Path, name: str | None = None) -> Campaign:
@@ -213,10 +271,28 @@ def load_campaign(root: Path, name: str | None = None) -> Campaign:
         raise InputError(root, None, "is not a campaign folder")
     settings = load_settings(root / SETTINGS_FILE)
     accounts = parse_accounts(root / ACCOUNTS_FILE)
-    videos = find_videos(root / VIDEOS_DIR, root)
-    captioned = parse_captions(root / CAPTIONS_FILE, settings.filename_column,
-                               settings.caption_column, videos)
-    return Campaign(name or root.name, root, settings, accounts, captioned)
+    videos = find_videos(videos_dir_of(root, settings), root)
+    captioned, missing = parse_captions(root / CAPTIONS_FILE, settings.filename_column,
+                                        settings.caption_column, videos)
+    return Campaign(name or root.name, root, settings, accounts, captioned, missing)
+
+
+def videos_dir_of(root: Path, settings: Settings) -> Path:
+    """campaign.json's videos_dir; else videos/; else, as the earlier system did, the first
+    subfolder (by name) that holds a video anywhere below it."""
+    if settings.videos_dir:
+        return root / settings.videos_dir
+    default = root / VIDEOS_DIR
+    if default.exists():
+        return default
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return default
+    for folder in folders:
+        if any(p.suffix.lower() in VIDEO_SUFFIXES for p in folder.rglob("*")):
+            return folder
+    return default
 
 
 def resolve_campaign_dir(campaigns_dir: Path, name_or_path: str) -> Path:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from .campaigns import (ACCOUNTS_FILE, Campaign, load_campaign, parse_accounts,
+from .campaigns import (ACCOUNTS_FILE, Account, Campaign, load_campaign, parse_accounts,
                         resolve_campaign_dir)
 from .settings import Settings, load_settings, validate_daily_limit
 
@@ -99,7 +99,15 @@ class PostingContext:
         """Campaign mode: accounts, captions and videos, validated."""
         return load_campaign(self.root, self.name)
 
-    def load_accounts(self):
+    def load_accounts(self) -> list[Account]:
+        """accounts.txt; in legacy mode without one, the accounts the earlier system kept in
+        its scheduler_state.json."""
+        if self.legacy and not self.accounts_file.exists() and self.scheduler_state_file:
+            from .legacy import read_scheduler_state
+            if self.scheduler_state_file.exists():
+                listed = read_scheduler_state(self.scheduler_state_file)[1]
+                if listed:
+                    return [Account(name, name) for name in dict.fromkeys(listed)]
         return parse_accounts(self.accounts_file)
 
 

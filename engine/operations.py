@@ -5,11 +5,12 @@ from pathlib import Path
 
 from .campaigns import Account, Video, list_campaign_dirs
 from .context import PostingContext
-from .legacy import load_scheduler_state
+from .legacy import parse_master_ledger, read_scheduler_state
 from .limits import register
 from .problems import InputError, Refused, Remedy
 from .runstate import quiet_campaign, running_supervisor
 from .store import open_store
+from .tracker import IMPORTED
 
 
 def require_enabled(ctx: PostingContext) -> None:
@@ -32,6 +33,7 @@ def seed(ctx: PostingContext, force_reseed: bool = False, reset_done: bool = Fal
     accounts, videos = load_inputs(ctx)
     if only is not None:
         accounts = [a for a in accounts if a.name in set(check_accounts(ctx, only, accounts))]
+    store.adopt_history()        # the last check is done: from here on, writes
     added = store.seed(videos, accounts, ctx.name)
     register_campaign(ctx)   # after the seed: a refused one leaves no trace
     return added
@@ -41,6 +43,19 @@ def register_campaign(ctx: PostingContext) -> None:
     """Make this campaign's posts count toward shared accounts' limits in every other campaign
     of the host, wherever its folder is (engine/limits.py)."""
     register(ctx.host_state_dir, ctx.root, ctx.progress_file.name.removesuffix(".csv"))
+
+
+def import_ledger(ctx: PostingContext, path: Path) -> tuple[int, int]:
+    """The earlier system's master ledger into the campaign's: every video it names is never
+    seeded again here. (new, already known); the file is checked whole before anything is
+    written."""
+    entries = parse_master_ledger(Path(path))
+    store = open_store(ctx)
+    store.validate()
+    store.read_ledger()          # refuse a damaged posted.csv before appending to it
+    store.adopt_history()        # the campaign's own history first, as on its first seed
+    return store.import_posts([(f"{IMPORTED}{when}", account, video, "")
+                               for account, video, when in entries])
 
 
 def check_accounts(ctx: PostingContext, names: list[str],
@@ -61,7 +76,7 @@ def check_accounts(ctx: PostingContext, names: list[str],
 def load_inputs(ctx: PostingContext) -> tuple[list[Account], list[Video]]:
     """The accounts and captioned videos, validated: campaign files, or legacy ones."""
     if ctx.legacy:
-        return ctx.load_accounts(), load_scheduler_state(ctx.scheduler_state_file)
+        return ctx.load_accounts(), read_scheduler_state(ctx.scheduler_state_file)[0]
     campaign = ctx.load_campaign()
     return campaign.accounts, campaign.videos
 
@@ -99,6 +114,7 @@ def list_campaigns(campaigns_dir: Path) -> list[dict]:
             entry.update(enabled=ctx.settings.enabled, backend=ctx.settings.backend,
                          daily_limit=ctx.daily_limit, accounts=len(campaign.accounts),
                          phones=len(campaign.phones), videos=len(campaign.videos),
+                         captions_without_video=campaign.captions_without_video,
                          counts={k: v for k, v in stats.items() if k != "total"},
                          total=stats["total"], running=supervisor is not None,
                          supervisor_pid=supervisor.pid if supervisor else None, error=None)

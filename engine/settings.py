@@ -47,6 +47,8 @@ class Settings:
     rate_limit_steps: tuple[int, ...] = (60, 120, 300, 600)
     simulation: Simulation = field(default_factory=Simulation)
     flow: str = "instagram_reel"                 # a flow in engine/flows/, or a path to one
+    videos_dir: str = ""     # relative to the campaign folder; "" = videos/, else the first
+                             # subfolder with videos (the earlier system's rule)
     appium_capabilities: dict = field(default_factory=dict)   # added to UiAutomator2's
 
     @property
@@ -200,6 +202,11 @@ def load_settings(path: Path) -> Settings:
         elif key == "flow":
             if not isinstance(value, str) or not value.strip():
                 raise bad(key, "must name a flow, like \"instagram_reel\"")
+        elif key == "videos_dir":
+            if (not isinstance(value, str) or not value.strip() or Path(value).is_absolute()
+                    or ".." in Path(value).parts):
+                raise bad(key, "must be a folder inside the campaign folder, like "
+                               "\"videos/chunk_01\" (no absolute path, no ..)")
         elif key == "appium_capabilities":
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
                 raise bad(key, 'must be an object of capabilities, like {"appium:noReset": true}')

@@ -24,6 +24,7 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
         accounts = ctx.load_accounts()
     except InputError:
         accounts = []  # status still shows the jobs; the accounts file error shows on --run
+    without_video = _captions_without_video(ctx)
     supervisor = running_supervisor(ctx)
     beats = read_heartbeats(ctx.heartbeats_dir)
     alive = {hb.worker_id for hb in live_workers(ctx)}
@@ -51,7 +52,19 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
         "accounts": [s.as_dict() for s in states],
         "concurrency": concurrency_metrics(states),
         "warnings": _ledger_warnings(store),
+        "captions_without_video": without_video,
     }
+
+
+def _captions_without_video(ctx: PostingContext) -> int | None:
+    """How many captions name a video that is not on disk; None in legacy mode, or when the
+    campaign's files do not load (--run says why)."""
+    if ctx.legacy:
+        return None
+    try:
+        return ctx.load_campaign().captions_without_video
+    except InputError:
+        return None
 
 
 def _ledger_warnings(store: JobStore) -> list[str]:

@@ -111,6 +111,12 @@ class JobStore(Protocol):
 
     def read_ledger(self) -> Ledger: ...
 
+    def import_posts(self, entries: list[tuple[str, str, str, str]]) -> tuple[int, int]:
+        """Ledger entries for videos not yet known as posted: (new, already known)."""
+
+    def adopt_history(self) -> int:
+        """Once, for a campaign without a ledger: its progress files' successes as entries."""
+
     def posted(self) -> PostedVideos:
         """Every video ever posted or maybe posted (the ledger and the archives), by file name."""
 

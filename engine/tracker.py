@@ -36,6 +36,7 @@ from .settings import Settings
 from .store import DamagedLine, Ledger, PostedVideos
 
 LOCK_TIMEOUT_S = 120.0
+IMPORTED = "imported:"   # posted_at of a ledger entry postdeck did not write itself
 # filelock's default 50 ms poll throttles contended claims to ~20 a second per waiter.
 LOCK_POLL_S = 0.002
 
@@ -415,8 +416,8 @@ class ProgressStore:
             in_file = {video_name(r[C.VIDEO_PATH]) for r in table.rows}
             queue = [v for v in videos
                      if v.filename not in in_file
-                     and job_id_for(v.filename, campaign) not in table.index
-                     and not posted.holds(v.filename, job_id_for(v.filename, campaign))]
+                     and job_id_of(v, campaign) not in table.index
+                     and not posted.holds(v.filename, job_id_of(v, campaign))]
             added = []
             q = iter(queue)
             for round_ in range(limit):
@@ -427,7 +428,7 @@ class ProgressStore:
                     if video is None:
                         return bool(added), added
                     row = [""] * C.WIDTH
-                    row[C.JOB_ID] = job_id_for(video.filename, campaign)
+                    row[C.JOB_ID] = job_id_of(video, campaign)
                     row[C.ACCOUNT] = acc.name
                     row[C.VIDEO_PATH] = str(video.path)
                     row[C.CAPTION] = video.caption
@@ -500,6 +501,49 @@ class ProgressStore:
 
     def ledger(self) -> list[dict[str, str]]:
         return self.read_ledger().entries
+
+    def import_posts(self, entries: list[tuple[str, str, str, str]]) -> tuple[int, int]:
+        """Add (posted_at, account, video_path, job_id) entries for videos the campaign's posts
+        do not hold yet (matched by file name, as seeding matches), under the store's lock so no
+        worker's success interleaves. (new, already known): a second import adds nothing."""
+        return self._append_new(entries, lambda: self.posted().names)
+
+    def _append_new(self, entries: list[tuple[str, str, str, str]],
+                    known_names: Callable[[], set[str]]) -> tuple[int, int]:
+        try:
+            with self.lock:
+                known = known_names()
+                new = []
+                for entry in entries:
+                    name = video_name(entry[2])
+                    if name not in known:
+                        known.add(name)
+                        new.append(entry)
+                if new:
+                    self._append_ledger(new)
+                return len(new), len(entries) - len(new)
+        except Timeout:
+            raise InputError(self.path, None, "the progress file is locked by another process; "
+                                              "try again when it is idle") from None
+
+    def adopt_history(self) -> int:
+        """The first time a campaign without a ledger is used: every success in its progress
+        files (today's and every archive, the earlier system's included) becomes a ledger entry
+        marked as imported, so the ledger alone guards them from then on. Once: a campaign with
+        a ledger is left as it is."""
+        if self.ledger_path.exists():
+            return 0
+        entries = []
+        for path in [*self.archives(), self.path]:
+            for row in _archive_rows(path):
+                if row[C.STATUS] == C.SUCCESS:
+                    entries.append((f"{IMPORTED}{row[C.COMPLETED_AT]}", row[C.ACCOUNT],
+                                    row[C.VIDEO_PATH], row[C.JOB_ID]))
+        if not entries:
+            return 0
+        # against the ledger alone: the archives are where these entries come from
+        return self._append_new(entries, lambda: {video_name(e["video_path"])
+                                                  for e in self.read_ledger().entries})[0]
 
     def posted(self) -> PostedVideos:
         """Every video this campaign ever posted or may have posted: the ledger (its damaged
@@ -584,6 +628,11 @@ class ProgressStore:
 
 def job_id_for(filename: str, campaign: str) -> str:
     return f"{filename}_{campaign}"
+
+
+def job_id_of(video: Video, campaign: str) -> str:
+    """The earlier system's job id when its scheduler state gave one, else postdeck's."""
+    return video.job_id or job_id_for(video.filename, campaign)
 
 
 def _torn_or_empty(path: Path) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from .context import PostingContext
 from .devices import PostRequest, WorkerSlot, make_backend
 from .durable import write_atomic
-from .campaigns import VideoFinder
+from .campaigns import VideoFinder, videos_dir_of
 from .columns import Phase
 from .errors import CONTENT, OUTCOME_UNKNOWN, UNKNOWN, Classification, PostError, classify
 from .logs import file_logger
@@ -86,7 +86,8 @@ class Worker:
             "campaign": self.ctx.name, "campaign_root": str(self.ctx.root),
             "worker_id": spec.worker_id, "run_id": spec.run_id})
         self.waker = wake.Waker(str(self.ctx.root), spec.worker_id)
-        self.videos = VideoFinder(self.ctx.root, self.ctx.legacy)
+        self.videos = VideoFinder(self.ctx.root, self.ctx.legacy,
+                                  videos_dir_of(self.ctx.root, self.ctx.settings))
         self.stopping = False
         self.state = WorkerState.STARTING
         self.job: Job | None = None

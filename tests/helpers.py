@@ -243,3 +243,65 @@ def tree_snapshot(top: Path) -> dict[str, tuple[bytes | None, int]]:
             else:
                 out[rel] = (p.read_bytes(), p.stat().st_mtime_ns)
     return out
+
+
+# --- the earlier system's campaign folder ---------------------------------------------------------
+EARLIER_HEADER = C.COLUMNS[:17]
+EARLIER_ARCHIVES = ("progress_20251101.csv", "progress_20251101_1.csv",
+                    "progress_20251102_093015.csv", "progress_20251103_archive.csv",
+                    "progress_backup_20251104.csv", "progress_pre_migration.csv",
+                    "progress_v5_old.csv")
+
+
+def earlier_campaign(root: Path, *, captions: int = 40, videos: int = 24, archives: int = 7,
+                     accounts: int = 4, posted_per_archive: int = 2) -> dict:
+    """A campaign folder as the earlier system left it: a videos folder called clips/ with
+    nested chunk folders, a captions CSV listing far more captions than videos (CRLF,
+    multi-line captions with emoji, an onscreen_text column), 17-column CRLF progress files with
+    Windows paths and multi-line errors under every archive name it used, and a master ledger
+    outside the campaign with comments and `rebuilt`. Returns which videos each file says were
+    posted."""
+    root.mkdir(parents=True)
+    names = [f"clip_{i:04d}.mp4" for i in range(videos)]
+    for i, name in enumerate(names):
+        p = root / "clips" / f"chunk_{i % 3:02d}b" / f"show{i % 2}" / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"\0\0\0\x18ftypmp42" + bytes([i % 256]))
+    (root / "accounts.txt").write_text("".join(f"acc{i}\r\n" for i in range(accounts)))
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(["filename", "onscreen_text", "post_caption"])
+    for i in range(captions):
+        w.writerow([f"clip_{i:04d}.mp4", f"text {i}", f"caption {i} 🎬\nsecond line, \"quoted\""])
+    (root / "captions.csv").write_bytes(buf.getvalue().encode("utf-8"))
+    win = "C:\\Users\\op\\farm\\clips\\chunk_00b\\show0\\"
+    posted: dict[str, list[str]] = {}
+    used = 0
+    for a in range(archives):
+        name = EARLIER_ARCHIVES[a % len(EARLIER_ARCHIVES)]
+        if a >= len(EARLIER_ARCHIVES):
+            name = f"progress_2025110{a % 9}_{a}.csv"
+        rows = []
+        for k in range(posted_per_archive):
+            video = names[used % videos]
+            used += 1
+            r = [""] * 17
+            r[C.JOB_ID], r[C.ACCOUNT], r[C.VIDEO_PATH] = f"{video}_old", f"acc{k % accounts}", win + video
+            r[C.CAPTION], r[C.STATUS], r[C.WORKER_ID] = "old caption\nline 2 🎬", C.SUCCESS, "1"
+            r[C.CLAIMED_AT] = r[C.COMPLETED_AT] = "2025-11-01T10:00:00"
+            r[C.ATTEMPTS], r[C.MAX_ATTEMPTS] = "1", "3"
+            rows.append(r)
+            posted.setdefault(name, []).append(video)
+        failed = [""] * 17
+        failed[C.JOB_ID], failed[C.ACCOUNT], failed[C.STATUS] = f"x{a}.mp4_old", "acc0", C.FAILED
+        failed[C.VIDEO_PATH], failed[C.ERROR] = win + f"x{a}.mp4", "Traceback:\n  line 1\n  boom"
+        rows.append(failed)
+        (root / name).write_bytes(progress_bytes(rows, EARLIER_HEADER, "\r\n"))
+    ledger = root.parent / "all_posted_videos.txt"
+    ledger_videos = [names[(used + i) % videos] for i in range(3)]
+    ledger.write_text("# master ledger, all campaigns\n"
+                      + "".join(f"acc{i}|{v}|2025-11-0{i + 1} 10:00:00\n"
+                                for i, v in enumerate(ledger_videos[:2]))
+                      + f"acc3|{ledger_videos[2]}|rebuilt\n\n# end\n", encoding="utf-8")
+    return {"archives": posted, "ledger": ledger, "ledger_videos": ledger_videos,
+            "videos": names}

@@ -116,8 +116,6 @@ def test_missing_column(tmp_path, settings, column):
 
 
 @pytest.mark.parametrize("data, line, words", [
-    (b"filename,post_caption\nv000.mp4,ok\nv001.mp4,\"multi\nline\"\nmissing.mp4,hi\n", 5,
-     "names video 'missing.mp4', which is not in videos/"),
     (b"filename,post_caption\nv000.mp4,a\nv000.mp4,b\n", 3, "again (first on line 2)"),
     (b"filename,post_caption\nv000.mp4,a, b\n", 2, "3 fields"),
     (b"filename,post_caption\n,a\n", 2, "empty 'filename'"),
