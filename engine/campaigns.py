@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .problems import InputError, Remedy
+from .problems import InputError, Remedy, decode_utf8, read_input
 from .settings import Settings, load_settings
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".webm", ".avi", ".mkv", ".3gp"})
@@ -61,16 +61,10 @@ def video_name(video_path: str) -> str:
 
 def read_text(path: Path, what: str) -> str:
     """UTF-8 with or without a BOM; a decoding problem names the line it is on."""
-    if not path.exists():
+    raw = read_input(path, what)
+    if raw is None:
         raise InputError(path, None, f"{what} is missing; create it (see docs/RUNBOOK.md)")
-    if not path.is_file():
-        raise InputError(path, None, f"{what} must be a file")
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(path, line, "is not UTF-8 text; save it as UTF-8") from None
+    return decode_utf8(path, raw)
 
 
 def parse_accounts(path: Path) -> list[Account]:

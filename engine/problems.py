@@ -96,3 +96,29 @@ class Notice(Explained):
 
     def __str__(self) -> str:
         return self.explain()
+
+
+def read_input(path: Path, what: str) -> bytes | None:
+    """An operator's or postdeck's file, as bytes; None when there is none. Anything else in its
+    place (a folder, a file that cannot be read) is one InputError naming it, never a
+    traceback, and the thing is left as it is."""
+    path = Path(path)
+    if path.exists() and not path.is_file():   # a pipe would block the read for ever
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise InputError(path, None, f"is {kind}, but {what} must be a file; move it away")
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InputError(path, None, f"cannot be read ({exc.strerror or exc}); check {what} "
+                                     "and its permissions") from None
+
+
+def decode_utf8(path: Path, raw: bytes, advice: str = "save it as UTF-8") -> str:
+    """UTF-8 with or without a BOM; a byte that is not names the line it is on."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, raw[: exc.start].count(b"\n") + 1,
+                         f"is not UTF-8 text; {advice}") from None

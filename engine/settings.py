@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .problems import InputError
+from .problems import InputError, decode_utf8, read_input
 
 BACKENDS = ("simulated", "geelark", "adb")
 DAILY_LIMIT_MIN, DAILY_LIMIT_MAX = 1, 4
@@ -225,21 +225,10 @@ def _read_text(path: Path) -> str | None:
     if path.is_symlink() and not path.exists():
         raise InputError(path, None, "is a link that leads nowhere (its target does not exist); "
                                      "fix the link, or remove it for all defaults")
-    if not path.exists():
+    raw = read_input(path, "campaign.json (no file means all defaults)")
+    if raw is None:
         return None
-    if not path.is_file():
-        raise InputError(path, None, "must be a file; move it away (no campaign.json means all "
-                                     "defaults)")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(path, None, f"cannot be read ({exc.strerror or exc}); check its "
-                                     "permissions") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(path, line, "is not UTF-8 text; save it as UTF-8") from None
+    text = decode_utf8(path, raw)
     if not text.strip():
         raise InputError(path, 1, "is empty; write {} for all defaults or remove the file")
     return text

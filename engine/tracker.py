@@ -26,7 +26,7 @@ from . import lifecycle
 from .campaigns import Account, Video, video_name
 from .durable import append_durable, write_atomic
 from .errors import OUTCOME_UNKNOWN, UNKNOWN, Classification, classify
-from .problems import InputError, Remedy
+from .problems import InputError, Remedy, decode_utf8, read_input
 from .progress_csv import (HEADER_BYTES, HEADER_ONLY, CorruptProgressFile, Table, job_dict,
                            parse_progress, reparse, serialize, serialize_table)
 from .lifecycle import Job, RetryPolicy
@@ -88,16 +88,7 @@ class ProgressStore:
     def _read_bytes(self) -> bytes | None:
         """The file's bytes; None when there is none yet. Something that cannot be read in its
         place is refused with one message, never a traceback."""
-        try:
-            return self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except IsADirectoryError:
-            raise InputError(self.path, None, "is a folder, not a progress file; move it away "
-                                              "(postdeck starts a new progress file then)") from None
-        except OSError as exc:
-            raise InputError(self.path, None, f"cannot be read ({exc.strerror or exc}); check the "
-                                              "file and its folder") from None
+        return read_input(self.path, "the progress file")
 
     def jobs(self) -> list[dict[str, str]]:
         return [job_dict(r) for r in self.read().rows]
@@ -465,22 +456,11 @@ class ProgressStore:
         """The ledger, entries and damaged lines apart. A missing file is an empty ledger; a file
         that is not a ledger at all (a folder, not UTF-8, another header) is refused."""
         path = self.ledger_path
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        raw = read_input(path, "the ledger (posted.csv)")
+        if raw is None:
             return Ledger([], [])
-        except IsADirectoryError:
-            raise InputError(path, None, "is a folder, not the ledger file; move it away (the "
-                                         "ledger is a CSV file postdeck appends to)") from None
-        except OSError as exc:
-            raise InputError(path, None, f"cannot be read ({exc.strerror}); check its "
-                                         "permissions") from None
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise InputError(path, raw[: exc.start].count(b"\n") + 1,
-                             "is not UTF-8 text; restore it from a backup or save it as UTF-8 "
-                             "(postdeck will not guess which videos it names)") from None
+        text = decode_utf8(path, raw, "restore it from a backup or save it as UTF-8 (postdeck "
+                                      "will not guess which videos it names)")
         reader = csv.reader(io.StringIO(text, newline=""))
         entries, damaged = [], []
         try:

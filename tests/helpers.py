@@ -230,6 +230,17 @@ def assert_daily_limits(roots: list[Path], limit: int, tz: str = "UTC") -> Count
     return used
 
 
+def one_message(res: subprocess.CompletedProcess, *fragments: str) -> str:
+    """A refusal as the product promises it: exit 1 and one line on stderr, no traceback,
+    holding each fragment."""
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
 def tree_snapshot(top: Path) -> dict[str, tuple[bytes | None, int]]:
     """Every file below `top` with its bytes and mtime (folders and links as None): 'nothing
     changed, nothing added' compares two of these."""

@@ -6,16 +6,7 @@ import os
 from pathlib import Path
 
 from conftest import fast_sim, postdeck, write_campaign
-from helpers import tree_snapshot
-
-
-def one_message(res, *fragments: str) -> str:
-    assert res.returncode == 1, (res.stdout, res.stderr)
-    lines = [l for l in res.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+from helpers import one_message, tree_snapshot
 
 
 def test_writing_commands_refuse_an_absolute_folder_that_is_not_a_campaign(campaigns_dir,

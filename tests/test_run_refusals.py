@@ -19,7 +19,7 @@ from engine.rules import now_iso
 from engine.tracker import ProgressStore
 
 from conftest import REPO, fast_sim, postdeck, write_campaign
-from helpers import row, tree_snapshot as snapshot, write_progress
+from helpers import one_message as refused, row, tree_snapshot as snapshot, write_progress
 
 
 FAKE_ADB = REPO / "tests" / "fake_adb"
@@ -28,15 +28,6 @@ FAKE_ADB = REPO / "tests" / "fake_adb"
 def run(campaigns_dir: Path, *args: str, env: dict | None = None, timeout: float = 120):
     return postdeck("--no-ui", "--campaigns-dir", str(campaigns_dir), "--campaign", "c", "--run",
                     *args, env=env, timeout=timeout)
-
-
-def refused(res: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert res.returncode == 1, (res.stdout, res.stderr)
-    lines = [l for l in res.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def no_credentials_env(tmp_path: Path, **extra: str) -> dict:

@@ -10,19 +10,7 @@ import pytest
 
 from cases import CASES, GOOD_ACCOUNTS, GOOD_CAPTIONS, Case
 from conftest import postdeck
-
-
-def snapshot(top: Path) -> dict[str, tuple[bytes | None, int]]:
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(top):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = str(p.relative_to(top))
-            if p.is_symlink() or p.is_dir():
-                out[rel] = (None, 0)
-            else:
-                out[rel] = (p.read_bytes(), p.stat().st_mtime_ns)
-    return out
+from helpers import tree_snapshot as snapshot
 
 
 def lay_out(case: Case, tmp: Path) -> tuple[Path, list[str]]:
