@@ -64,19 +64,31 @@ def check_backend(ctx: PostingContext, name: str) -> list[str]:
         raise Refused(f"the {name} backend cannot run: {exc}") from None
 
 
-def check_phones(ctx: PostingContext, workers: int, phones: list[str] | None, backend: str,
-                 known: list[str]) -> None:
-    """--phones: one per worker, no repeats, each known to the backend and not held by another
-    run."""
+def binding_problem(workers: int, phones: list[str] | None) -> str:
+    """What is wrong with binding `workers` workers to `phones` ('' when nothing is): one phone
+    per worker, no empty name, no repeats. The console's start form asks this too, so the rule
+    is the same wherever a run is started."""
     if not phones:
-        return
+        return ""
+    if any(not p.strip() for p in phones):
+        return "a phone name is empty; write the phones as a,b,c"
     if len(phones) != workers:
-        raise Refused(f"{len(phones)} phone(s) named for {workers} worker(s); give one phone "
-                      "per worker")
+        return f"{len(phones)} phone(s) named for {workers} worker(s); give one phone per worker"
     repeated = sorted({p for p in phones if phones.count(p) > 1})
     if repeated:
-        raise Refused(f"phone(s) {', '.join(repeated)} named twice; each worker needs its own "
-                      "phone")
+        return f"phone(s) {', '.join(repeated)} named twice; each worker needs its own phone"
+    return ""
+
+
+def check_phones(ctx: PostingContext, workers: int, phones: list[str] | None, backend: str,
+                 known: list[str]) -> None:
+    """Phones bound to workers: a binding_problem refused, each known to the backend and not
+    held by another run."""
+    if not phones:
+        return
+    problem = binding_problem(workers, phones)
+    if problem:
+        raise Refused(problem)
     unknown = [p for p in phones if p not in set(known)]
     if unknown:
         raise Refused(f"phone(s) {', '.join(unknown)} not found in the {backend} "

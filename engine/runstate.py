@@ -70,10 +70,15 @@ class Heartbeat:
         return self.age <= lease_s and process_alive(self.pid, self.create_time)
 
 
+def heartbeat_path(folder: Path, worker_id: str) -> Path:
+    """Where worker `worker_id` of a campaign writes its heartbeat (read_heartbeats globs it)."""
+    return Path(folder) / f"worker-{worker_id}.json"
+
+
 def write_heartbeat(folder: Path, **fields) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     fields.setdefault("at", time.time())
-    path = folder / f"worker-{fields['worker_id']}.json"
+    path = heartbeat_path(folder, fields["worker_id"])
     # Rewritten every few seconds by every worker: never half-written matters, surviving a power
     # cut does not, so no fsync competes with the store's writes.
     write_atomic(path, json.dumps(fields).encode(), durable=False)

@@ -28,7 +28,8 @@ from .logs import file_logger
 from .phones import PhoneLocks
 from .problems import Refused, Remedy
 from .runstate import (HEARTBEAT_EVERY_S, HEARTBEAT_LEASE_S, WORKER_MARKER_ENV, WorkerState,
-                       create_time_of, live_workers, run_info_path, write_heartbeat)
+                       create_time_of, heartbeat_path, live_workers, run_info_path,
+                       write_heartbeat)
 from .lifecycle import Job, RetryPolicy
 from .store import open_store
 from .tracker import ClaimLost
@@ -423,7 +424,7 @@ class Supervisor:
 
     def _check_hung(self, slot: Slot) -> None:
         """A live pid whose heartbeat is older than the lease is hung: kill it, then recover."""
-        path = self.ctx.heartbeats_dir / f"worker-{slot.spec.worker_id}.json"
+        path = heartbeat_path(self.ctx.heartbeats_dir, slot.spec.worker_id)
         try:
             beat = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -464,7 +465,7 @@ class Supervisor:
     def finish(self) -> None:
         for slot in self.slots:
             try:
-                (self.ctx.heartbeats_dir / f"worker-{slot.spec.worker_id}.json").unlink()
+                heartbeat_path(self.ctx.heartbeats_dir, slot.spec.worker_id).unlink()
             except FileNotFoundError:
                 pass
         self.log.info("run %s ended: %s", self.run_id, self.store.stats())

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from engine.context import PostingContext
+from engine.preflight import binding_problem
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,9 @@ def parse_request(workers_text: str, phones_text: str) -> StartRequest:
     if workers < 1:
         raise ValueError("workers must be at least 1")
     phones = [p.strip() for p in phones_text.split(",")] if phones_text.strip() else None
-    if phones is not None:
-        if any(not p for p in phones):
-            raise ValueError("phones has an empty name; write a,b,c")
-        if len(set(phones)) != len(phones):
-            raise ValueError("a phone is listed twice; each worker needs its own phone")
-        if len(phones) != workers:
-            raise ValueError(f"{len(phones)} phone(s) for {workers} worker(s): give one phone per "
-                             "worker, or leave phones empty")
+    problem = binding_problem(workers, phones)
+    if problem:
+        raise ValueError(f"{problem}, or leave phones empty")
     return StartRequest(workers, phones)
 
 

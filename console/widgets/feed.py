@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine import columns as C
+from engine.accounts import AccountStates
 from engine.campaigns import list_campaign_dirs
 from engine.context import PostingContext
 from engine.problems import InputError
@@ -25,7 +26,7 @@ from engine.runstate import process_alive, read_heartbeats, running_supervisor, 
 from engine.status import phones_held_elsewhere, shown_workers, status_counts
 from engine.store import JobStore, open_store
 
-from .accounts import AccountRows, AccountStates
+from .accounts import AccountRows
 from .campaigns import CampaignInfo, campaign_row
 from .jobs import JobRows
 from .live_table import Row

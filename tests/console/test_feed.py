@@ -7,7 +7,7 @@ import random
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from console.widgets.accounts import AccountStates
+from engine.accounts import AccountStates
 from console.widgets.feed import Feed, LogTail, ProgressReader
 from engine import columns as C
 from engine.accounts import account_states

@@ -323,8 +323,8 @@ def test_start_form_parsing():
     assert parse_request("2", "") == parse_request(" 2 ", " ")
     assert parse_request("2", "a, b").phones == ["a", "b"]
     for workers, phones, message in (("0", "", "at least 1"), ("two", "", "whole number"),
-                                     ("2", "a", "1 phone(s) for 2 worker(s)"),
-                                     ("2", "a,a", "listed twice"), ("2", "a,", "empty name")):
+                                     ("2", "a", "1 phone(s) named for 2 worker(s)"),
+                                     ("2", "a,a", "named twice"), ("2", "a,", "is empty")):
         with pytest.raises(ValueError, match=re.escape(message)):
             parse_request(workers, phones)
 
@@ -342,7 +342,7 @@ async def test_start_form_shows_errors_and_cancels(fresh):
                          what="the backend's phones")
         form.query_one("#phones").value = "phone-01"
         await pilot.press("enter")
-        assert "1 phone(s) for 4 worker(s)" in str(form.query_one("#form-error").render())
+        assert "1 phone(s) named for 4 worker(s)" in str(form.query_one("#form-error").render())
         await pilot.press("escape")
         assert not isinstance(app.screen, StartForm)
         assert not (ctx.state_dir / "run.json").exists()
