@@ -158,25 +158,33 @@ def reparse(old: Table, data: bytes) -> Table | None:
     middle = data[pos:end]
     if middle and not middle.endswith(b"\n"):
         return None
-    known = {raws[j]: j for j in range(i, k) if raws[j] is not None}
+    known: dict[bytes, int] | None = None    # built only if rows moved or went away
     rows: list[list[str]] = []
     new_raw: list[bytes | None] = []
     origs: list[list[str] | None] = []
-    lines = _lines(middle)
-    q = 0
-    while q < len(lines):
-        record = lines[q]
-        q += 1
-        while record.count(b'"') % 2:
-            if q >= len(lines):
-                return None
-            record += lines[q]
-            q += 1
-        j = known.get(record)
-        if j is not None:
+    j = i       # the next old row, in the common case where rows keep their order
+    while pos < end:
+        raw = raws[j] if j < k else None
+        if raw is not None and data.startswith(raw, pos):
             rows.append(old.rows[j])
-            new_raw.append(record)
+            new_raw.append(raw)
             origs.append(old.orig[j])
+            pos += len(raw)
+            j += 1
+            continue
+        stop = _record_end(data, pos, end)
+        if stop < 0:
+            return None
+        record = data[pos:stop]
+        pos = stop
+        if known is None:
+            known = {raws[m]: m for m in range(i, k) if raws[m] is not None}
+        m = known.get(record)
+        if m is not None:            # a row that moved: the same row again
+            rows.append(old.rows[m])
+            new_raw.append(record)
+            origs.append(old.orig[m])
+            j = max(j, m + 1)
             continue
         row = _one_row(record)
         if row is None:
@@ -184,11 +192,27 @@ def reparse(old: Table, data: bytes) -> Table | None:
         rows.append(row)
         new_raw.append(record)
         origs.append(row[:])
+        if j < k and old.rows[j][C.JOB_ID] == row[C.JOB_ID]:
+            j += 1                   # the old row this record replaced
     table = Table(old.rows[:i] + rows + old.rows[k:], raws[:i] + new_raw + raws[k:],
                   old.orig[:i] + origs + old.orig[k:])
     if len(table.index) != len(table.rows):
         return None  # a duplicate job_id: the full parse names its lines
     return table
+
+
+def _record_end(data: bytes, pos: int, end: int) -> int:
+    """Where the record starting at `pos` ends: after the first line end at which its count of
+    quote characters is even. -1 when it runs past `end`."""
+    quotes = 0
+    while True:
+        nl = data.find(b"\n", pos, end)
+        if nl < 0:
+            return -1
+        quotes += data.count(b'"', pos, nl)
+        pos = nl + 1
+        if quotes % 2 == 0:
+            return pos
 
 
 def _one_row(record: bytes) -> list[str] | None:

@@ -63,13 +63,14 @@ class Day:
     start: float
     end: float
     label: str          # YYYYMMDD, as archive names carry it
+    start_iso: str = ""  # `start` as now_iso writes times: those compare as text
 
     @classmethod
     def of(cls, now: float, tz: tzinfo) -> "Day":
         date = datetime.fromtimestamp(now, tz).date()
         start = datetime.combine(date, time(), tz).timestamp()
         end = datetime.combine(date + timedelta(days=1), time(), tz).timestamp()
-        return cls(start, end, date.strftime("%Y%m%d"))
+        return cls(start, end, date.strftime("%Y%m%d"), now_iso(start))
 
 
 def counts_today(row: list[str], day: Day, current: bool = True,
@@ -83,9 +84,12 @@ def counts_today(row: list[str], day: Day, current: bool = True,
     if row[C.STATUS] == C.CLAIMED:
         if current:
             return True
-        at = parse_time(row[C.CLAIMED_AT])
+        text = row[C.CLAIMED_AT]
     else:
-        at = parse_time(row[C.COMPLETED_AT])
+        text = row[C.COMPLETED_AT]
+    if len(text) == 29 and text.endswith("+00:00") and day.start_iso:
+        return text >= day.start_iso     # postdeck's own UTC times: no parsing on the hot path
+    at = parse_time(text)
     if at is None:
         return file_is_today
     return at >= day.start

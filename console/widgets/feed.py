@@ -109,9 +109,9 @@ class ProgressReader:
     """Reads a progress file for display, without the lock (it is always replaced whole).
 
     The parsing is the engine's (engine/progress_csv.py), as the store does it: after the first
-    read only the rows between the unchanged start and end of the file are parsed again
-    (`reparse`), and anything it cannot vouch for is parsed whole by `parse_progress`, which
-    raises the operator's message naming the file and line. A missing or empty file shows
+    read only the records that changed are parsed again (`reparse`), and anything it cannot
+    vouch for is parsed whole by `parse_progress`, which raises the operator's message naming
+    the file and line. A missing or empty file shows
     as an empty day."""
 
     def __init__(self, path: Path):
@@ -133,18 +133,18 @@ class ProgressReader:
     def _parse(self, data: bytes) -> Table:
         old = self._table
         table = reparse(old, data) if old is not None else None
-        if table is None:
-            table = parse_progress(self.path, data)     # raises CorruptProgressFile
+        if table is not None:
+            return table      # reparse hands back the old row object of every unchanged row
+        table = parse_progress(self.path, data)         # raises CorruptProgressFile
         if old is not None:
             _reuse_unchanged(old, table)
         return table
 
 
 def _reuse_unchanged(old: Table, new: Table) -> None:
-    """Hand back the previous read's row object for every row that did not change. The panels
-    skip a row by identity (JobRows, AccountStates), and a poll after a run's writes finds a few
-    rows changed among thousands, often far apart: reparse then makes most rows again, equal to
-    the old ones."""
+    """After a whole parse (a file reparse could not vouch for, such as CRLF), hand back the
+    previous read's row object for every row that did not change: the panels skip a row by
+    identity (JobRows, AccountStates)."""
     rows, old_rows, where = new.rows, old.rows, old.index
     for i, row in enumerate(rows):
         j = where.get(row[C.JOB_ID])
