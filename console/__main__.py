@@ -146,8 +146,9 @@ def validate_options(args, actions: list[str]) -> None:
                          f"{MAX_RETRY_DELAY_S} (a day), not {args.retry_delay:g}")
     if args.accounts is not None and not {"run", "seed_only"} & set(actions):
         raise UsageError("--accounts goes with --seed-only or --run")
-    if args.accounts is not None and not args.accounts.strip(", "):
-        raise UsageError("--accounts needs account names, like --accounts a,b,c")
+    if args.accounts is not None and any(not a.strip() for a in args.accounts.split(",")):
+        raise UsageError("--accounts needs account names, like --accounts a,b,c (no empty "
+                         "name)")
     run_only = ("workers", "phones", "max_passes", "retry_delay", "backend")
     for name in run_only:
         if getattr(args, name) is not None and "run" not in actions:

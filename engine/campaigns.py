@@ -10,7 +10,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 from .problems import InputError, Remedy, decode_utf8, read_input
 from .settings import Settings, load_settings
@@ -54,9 +54,11 @@ def video_name(video_path: str) -> str:
     """A video's file name from a path as any system wrote it: the earlier system's progress
     files hold Windows paths (C:\\Users\\...\\x.mp4). Videos are matched by this name, never by
     folder or absolute path, so renaming or moving a campaign folder keeps every match."""
-    if "\\" in video_path:
-        return PureWindowsPath(video_path).name
-    return PurePosixPath(video_path).name
+    # string work, not PurePath: this runs for candidate rows on the claim's hot path
+    name = video_path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    if len(name) > 2 and name[1] == ":" and name[0].isalpha():
+        name = name[2:]          # a Windows drive-relative path, C:x.mp4
+    return name
 
 
 def read_text(path: Path, what: str) -> str:

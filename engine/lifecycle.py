@@ -7,7 +7,7 @@ along a path the table does not name.
     retrying ─claim─▶    │  ├──fail────────▶ retrying | failed
                          │  ├──release─────▶ pending | retrying | failed (publishing: unknown)
                          │  └──recover─────▶ retrying | failed (publishing: unknown)
-    failed ──retry──▶ retrying
+    failed ──retry──▶ retrying          pending | retrying ──skip──▶ skipped
     (claimed ──set_phase──▶ claimed: claimed → preparing → publishing, never back)
 
 The store (engine/tracker.py) keeps the lock, the file and the cache, and calls these under its
@@ -33,6 +33,7 @@ TRANSITIONS: dict[str, tuple[frozenset[Status], frozenset[Status]]] = {
                 frozenset({Status.PENDING, Status.RETRYING, Status.FAILED})),
     "recover": (frozenset({Status.CLAIMED}), frozenset({Status.RETRYING, Status.FAILED})),
     "retry": (frozenset({Status.FAILED}), frozenset({Status.RETRYING})),
+    "skip": (frozenset({Status.PENDING, Status.RETRYING}), frozenset({Status.SKIPPED})),
 }
 
 
@@ -188,6 +189,17 @@ def retry(row: list[str]) -> None:
     row[C.RETRY_AT] = ""
     row[C.ATTEMPTS] = "0"
     row[C.PASS_NUMBER] = "1"
+
+
+@transition("skip")
+def skip(row: list[str], now: float, reason: str) -> None:
+    """Taken out of the queue for good, with the reason (its video is already posted)."""
+    row[C.STATUS] = Status.SKIPPED
+    row[C.ERROR] = reason
+    row[C.ERROR_TYPE] = "skipped"
+    row[C.ERROR_CATEGORY] = ""
+    row[C.COMPLETED_AT] = now_iso(now)
+    row[C.RETRY_AT] = row[C.PHASE] = ""
 
 
 def _unknown_outcome(row: list[str], now: float, why: str, policy: RetryPolicy,

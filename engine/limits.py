@@ -91,12 +91,8 @@ class HostDay:
         own = (self.own_file.parent.resolve(), _stem(self.own_file))
         folders: dict[tuple[Path, str], None] = {own: None}
         if self.campaigns_dir is not None and self.campaigns_dir.is_dir():
-            try:
-                for d in sorted(self.campaigns_dir.iterdir()):
-                    if not d.name.startswith(".") and (d / "accounts.txt").is_file():
-                        folders.setdefault((d.resolve(), "progress"), None)
-            except OSError:
-                pass
+            for d in _campaign_folders(self.campaigns_dir):
+                folders.setdefault((d.resolve(), "progress"), None)
         if self.host_state_dir is not None:
             registry = self.host_state_dir / REGISTRY_DIRNAME
             try:
@@ -202,6 +198,22 @@ class HostDay:
         rows = table.rows if table is not None else lenient_rows(data)
         self._cache[path] = (key, table, rows)
         return rows
+
+
+def _campaign_folders(top: Path, depth: int = 2) -> list[Path]:
+    """Campaign folders in the campaigns folder and one level below, hidden ones included: a
+    campaign set aside as `.retired-x` or `old/x` posted today under the same accounts."""
+    found = []
+    try:
+        entries = sorted(p for p in top.iterdir() if p.is_dir() and p.name != ".postdeck")
+    except OSError:
+        return found
+    for d in entries:
+        if (d / "accounts.txt").is_file():
+            found.append(d)
+        elif depth > 1:
+            found.extend(_campaign_folders(d, depth - 1))
+    return found
 
 
 def _key(st: os.stat_result) -> tuple[int, int, int]:

@@ -28,6 +28,7 @@ def seed(ctx: PostingContext, force_reseed: bool = False, reset_done: bool = Fal
         raise Refused("a reseed of the current day was refused: it could post to accounts twice",
                       remedies=(Remedy.RESET_AND_SEED,))
     require_enabled(ctx)
+    require_folders(ctx)
     store = open_store(ctx)
     store.validate()
     accounts, videos = load_inputs(ctx)
@@ -82,10 +83,25 @@ def load_inputs(ctx: PostingContext) -> tuple[list[Account], list[Video]]:
 
 
 def reset_day(ctx: PostingContext) -> Path | None:
-    """Archive today's progress file and start a fresh one; refused while anything runs."""
+    """Archive today's progress file and start a fresh one; refused while anything runs. Claims
+    that no live worker holds (a crash the supervisor never saw) are recovered first, so a job
+    that was publishing is archived as an unknown outcome and never seeded again."""
+    require_folders(ctx)
     store = open_store(ctx)
     with quiet_campaign(ctx, "resetting the day"):
+        try:
+            store.recover_stale(())
+        except InputError:
+            pass       # a corrupt file cannot be recovered: it is archived byte-for-byte
         return store.reset_day(ctx.today())
+
+
+def require_folders(ctx: PostingContext) -> None:
+    """Before a command writes anything: the campaign's and the host's state folders must be
+    folders (or not exist yet)."""
+    from .preflight import require_folder
+    for folder in (ctx.state_dir, ctx.host_state_dir):
+        require_folder(folder)
 
 
 def retry_all_failed(ctx: PostingContext, include_non_retryable: bool = False) -> int:

@@ -27,13 +27,17 @@ def now_iso(now: float) -> str:
     return when.isoformat(timespec="milliseconds")
 
 
-def parse_time(text: str) -> float | None:
-    """Epoch seconds from an ISO time; the earlier system wrote naive local times."""
+def parse_time(text: str, tz: tzinfo | None = None) -> float | None:
+    """Epoch seconds from an ISO time. The earlier system wrote naive local times: with `tz`
+    (the campaign's zone) they are read in it, so the count does not depend on the shell's TZ."""
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
+        when = datetime.fromisoformat(text)
+        if tz is not None and when.tzinfo is None:
+            when = when.replace(tzinfo=tz)
+        return when.timestamp()
+    except (ValueError, OverflowError, OSError):
         return None
 
 
@@ -64,13 +68,14 @@ class Day:
     end: float
     label: str          # YYYYMMDD, as archive names carry it
     start_iso: str = ""  # `start` as now_iso writes times: those compare as text
+    tz: tzinfo | None = None   # the zone naive times are read in
 
     @classmethod
     def of(cls, now: float, tz: tzinfo) -> "Day":
         date = datetime.fromtimestamp(now, tz).date()
         start = datetime.combine(date, time(), tz).timestamp()
         end = datetime.combine(date + timedelta(days=1), time(), tz).timestamp()
-        return cls(start, end, date.strftime("%Y%m%d"), now_iso(start))
+        return cls(start, end, date.strftime("%Y%m%d"), now_iso(start), tz)
 
 
 def counts_today(row: list[str], day: Day, current: bool = True,
@@ -89,7 +94,7 @@ def counts_today(row: list[str], day: Day, current: bool = True,
         text = row[C.COMPLETED_AT]
     if len(text) == 29 and text.endswith("+00:00") and day.start_iso:
         return text >= day.start_iso     # postdeck's own UTC times: no parsing on the hot path
-    at = parse_time(text)
+    at = parse_time(text, day.tz)
     if at is None:
         return file_is_today
     return at >= day.start

@@ -45,10 +45,11 @@ class PostedVideos:
         self.job_ids: set[str] = set()
 
     def add(self, video_path: str, job_id: str) -> None:
+        # stripped: a hand-edited line with a stray space still names its video
         if video_path.strip():
-            self.names.add(video_name(video_path))
+            self.names.add(video_name(video_path.strip()))
         if job_id.strip():
-            self.job_ids.add(job_id)
+            self.job_ids.add(job_id.strip())
 
     def holds(self, name: str, job_id: str) -> bool:
         return name in self.names or job_id in self.job_ids

@@ -67,6 +67,7 @@ class ProgressStore:
         self.host = host or HostDay(self.path)
         self._lock: FileLock | None = None
         self._account_locks: dict[str, FileLock] = {}
+        self._ledger_cache: tuple[tuple, set[str]] | None = None
         self._cache: tuple[bytes, Table] | None = None
 
     @classmethod
@@ -188,9 +189,16 @@ class ProgressStore:
                 return tally(by_account[account], self.settings, day, extra).get(account)
 
             tallies: dict[str, Tally | None] = {}
+            in_ledger = self._ledger_names()
+            skipped = False
             for row in self._candidates(table, now):
                 account = row[C.ACCOUNT]
                 if accounts is not None and account not in accounts:
+                    continue
+                if in_ledger and video_name(row[C.VIDEO_PATH]) in in_ledger:
+                    # posted already (a ledger imported or edited after this job was seeded)
+                    lifecycle.skip(row, now, "its video is in the ledger: already posted")
+                    skipped = True
                     continue
                 if account not in tallies:
                     tallies[account] = account_tally(account, elsewhere.get(account))
@@ -219,7 +227,7 @@ class ProgressStore:
                     taken.append(lock)
                 return True, lifecycle.claim(row, worker_id, uuid.uuid4().hex, now, job_phone,
                                              self.run_id, self.settings.max_attempts)
-            return False, None
+            return skipped, None
 
         try:
             return self._locked(change)  # type: ignore[return-value]
@@ -227,6 +235,29 @@ class ProgressStore:
             # Released only now: the claim is on disk, where other campaigns count it.
             for lock in taken:
                 lock.release()
+
+    def _ledger_names(self) -> set[str]:
+        """The ledger's video names, read again only when the file changed: a claim must never
+        take a job whose video the ledger holds. A ledger that cannot be read is left to the
+        commands that report it; the claim then goes by what it read last."""
+        try:
+            st = self.ledger_path.stat()
+        except OSError:
+            return set() if self._ledger_cache is None else self._ledger_cache[1]
+        key = (st.st_size, st.st_ino, st.st_mtime_ns)
+        if self._ledger_cache is None or self._ledger_cache[0] != key:
+            try:
+                book = self.read_ledger()
+            except InputError:
+                return set() if self._ledger_cache is None else self._ledger_cache[1]
+            posted = PostedVideos()
+            for entry in book.entries:
+                posted.add(entry["video_path"], entry["job_id"])
+            for bad in book.damaged:
+                for cell in bad.cells:
+                    posted.add(cell, cell)
+            self._ledger_cache = (key, posted.names)
+        return self._ledger_cache[1]
 
     def _account_lock(self, account: str) -> FileLock | None:
         if not self.host.shared:
@@ -539,7 +570,8 @@ class ProgressStore:
                 posted.add(cell, cell)
         for archive in self.archives():
             for row in _archive_rows(archive):
-                if row[C.STATUS] == C.SUCCESS or row[C.ERROR_TYPE] == OUTCOME_UNKNOWN:
+                if (row[C.STATUS] == C.SUCCESS or row[C.ERROR_TYPE] == OUTCOME_UNKNOWN
+                        or (row[C.STATUS] == C.CLAIMED and row[C.PHASE] == "publishing")):
                     posted.add(row[C.VIDEO_PATH], row[C.JOB_ID])
         return posted
 

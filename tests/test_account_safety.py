@@ -228,3 +228,81 @@ def test_stop_all_never_kills_a_process_that_is_not_a_worker_of_the_campaign(cam
     finally:
         stranger.kill()
         stranger.wait()
+
+
+# --- found by the adversarial pass --------------------------------------------------------------
+def test_a_job_seeded_before_its_video_reached_the_ledger_is_skipped_not_posted(campaigns_dir,
+                                                                                 tmp_path):
+    root = write_campaign(campaigns_dir / "c", ["a", "b"], 4,
+                          {"max_posts_per_account_per_day": 1, "simulation": fast_sim()})
+    ok(cli(campaigns_dir, "c", "--seed-only"))
+    master = tmp_path / "all_posted_videos.txt"
+    master.write_text("a|v000.mp4|2024-05-01 10:00\nb|v001.mp4|rebuilt\n")
+    ok(cli(campaigns_dir, "c", "--import-ledger", str(master)))
+    ok(cli(campaigns_dir, "c", "--run", "--workers", "2"))
+    rows = ProgressStore.for_context(PostingContext.for_campaign_dir(root, campaigns_dir)).read().rows
+    assert {video_name(r[C.VIDEO_PATH]): r[C.STATUS] for r in rows} == {
+        "v000.mp4": "skipped", "v001.mp4": "skipped"}
+    assert posted_names(root) == {}
+
+
+def test_a_claim_left_publishing_by_a_crash_is_an_unknown_outcome_after_the_reset(campaigns_dir):
+    import os
+    import signal
+    root = write_campaign(campaigns_dir / "c", ["a"], 3, {
+        "max_posts_per_account_per_day": 2, "simulation": fast_sim(post_seconds=5.0)})
+    proc = subprocess.Popen([sys.executable, "-m", "console", "--no-ui", "--campaigns-dir",
+                             str(campaigns_dir), "--campaign", "c", "--run"], env=_env(),
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    progress = root / "progress.csv"
+    deadline = time.time() + 30
+    while time.time() < deadline and not (progress.exists()
+                                          and ",publishing," in progress.read_text()):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)       # the host lost everything mid-publish
+    proc.wait()
+    time.sleep(0.3)
+    ok(cli(campaigns_dir, "c", "--reset-day"))
+    (archive,) = root.glob("progress_*.csv")
+    archived = ProgressStore(archive, root / "posted.csv",
+                             PostingContext.for_campaign_dir(root).settings).read().rows
+    assert [(r[C.STATUS], r[C.ERROR_TYPE]) for r in archived if "v000" in r[C.JOB_ID]] == [
+        ("failed", "outcome_unknown")]
+    (root / "campaign.json").write_text(json.dumps({"max_posts_per_account_per_day": 2,
+                                                    "simulation": fast_sim()}))
+    ok(cli(campaigns_dir, "c", "--seed-only"))
+    seeded = [video_name(r[C.VIDEO_PATH]) for r in ProgressStore.for_context(
+        PostingContext.for_campaign_dir(root, campaigns_dir)).read().rows]
+    assert "v000.mp4" not in seeded and seeded, seeded
+
+
+def test_a_campaign_set_aside_in_a_hidden_or_nested_folder_still_counts(campaigns_dir):
+    one_account_campaign(campaigns_dir, "c1")
+    ok(cli(campaigns_dir, "c1", "--run"))
+    (campaigns_dir / "old").mkdir()
+    (campaigns_dir / "c1").rename(campaigns_dir / "old" / "c1")
+    one_account_campaign(campaigns_dir, "c2")
+    assert "success 0" in ok(cli(campaigns_dir, "c2", "--run")).stdout
+    (campaigns_dir / "old" / "c1").rename(campaigns_dir / ".c1-retired")
+    one_account_campaign(campaigns_dir, "c3")
+    assert "success 0" in ok(cli(campaigns_dir, "c3", "--run")).stdout
+
+
+def test_naive_times_of_an_earlier_archive_count_in_the_campaigns_zone(campaigns_dir):
+    """The earlier system wrote naive local times: they are read in the campaign's time zone,
+    so the count does not depend on the TZ of the shell that runs postdeck."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    zone = "Pacific/Kiritimati"          # UTC+14: far from the host's UTC
+    root = write_campaign(campaigns_dir / "c", ["a"], 3, {
+        "timezone": zone, "max_posts_per_account_per_day": 1, "simulation": fast_sim()})
+    local_now = datetime.now(ZoneInfo(zone)).replace(tzinfo=None, microsecond=0)
+    (root / "progress_backup_old.csv").write_text(
+        "job_id,account,video_path,caption,status,worker_id,claimed_at,completed_at,error\n"
+        f"old1,a,C:\\\\vids\\\\x.mp4,x,success,1,{local_now.isoformat()},{local_now.isoformat()},\n")
+    for tz in ("UTC", "America/Los_Angeles"):
+        status = json.loads(ok(cli(campaigns_dir, "c", "--status", "--json",
+                                   env={"TZ": tz})).stdout)
+        assert status["accounts"][0]["state"] == "LIMIT", (tz, status["accounts"])
+    assert "success 0" in ok(cli(campaigns_dir, "c", "--run")).stdout

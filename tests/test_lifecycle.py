@@ -23,6 +23,7 @@ CALLS = {
     "release": lambda r: L.release(r, T0, POLICY, 3),
     "recover": lambda r: L.recover(r, T0, "worker 1 was lost", POLICY, 3),
     "retry": lambda r: L.retry(r),
+    "skip": lambda r: L.skip(r, T0, "already posted"),
 }
 
 

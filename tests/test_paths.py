@@ -54,3 +54,15 @@ def test_a_campaign_given_by_absolute_path_still_works(campaigns_dir, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "success 1" in res.stdout
     assert Path(root / "posted.csv").exists()
+
+
+def test_a_file_where_the_host_state_folder_belongs_refuses_before_any_write(campaigns_dir):
+    root = write_campaign(campaigns_dir / "c", ["a"], 2, {"simulation": fast_sim()})
+    (campaigns_dir / ".postdeck").write_text("not a folder\n")
+    before = tree_snapshot(campaigns_dir)
+    for action in (["--seed-only"], ["--seed-only", "--accounts", "a"], ["--reset-day"],
+                   ["--reset-day", "--force-reseed", "--run"], ["--run"]):
+        one_message(postdeck("--no-ui", "--campaigns-dir", str(campaigns_dir), "--campaign", "c",
+                             *action), ".postdeck", "is a file")
+        assert tree_snapshot(campaigns_dir) == before, action
+    assert not (root / "progress.csv").exists()
