@@ -67,7 +67,7 @@ class ProgressStore:
         self.host = host or HostDay(self.path)
         self._lock: FileLock | None = None
         self._account_locks: dict[str, FileLock] = {}
-        self._ledger_cache: tuple[tuple, set[str]] | None = None
+        self._ledger_cache: tuple[int, int, set[str]] | None = None   # inode, bytes read, names
         self._cache: tuple[bytes, Table] | None = None
 
     @classmethod
@@ -237,27 +237,50 @@ class ProgressStore:
                 lock.release()
 
     def _ledger_names(self) -> set[str]:
-        """The ledger's video names, read again only when the file changed: a claim must never
-        take a job whose video the ledger holds. A ledger that cannot be read is left to the
-        commands that report it; the claim then goes by what it read last."""
+        """The ledger's video names: a claim must never take a job whose video the ledger holds.
+        The ledger only grows, so after the first read only the lines appended since are read
+        (a file that shrank or was replaced is read whole again). A ledger that cannot be read
+        is left to the commands that report it; the claim then goes by what it read last."""
+        cache = self._ledger_cache
         try:
             st = self.ledger_path.stat()
         except OSError:
-            return set() if self._ledger_cache is None else self._ledger_cache[1]
-        key = (st.st_size, st.st_ino, st.st_mtime_ns)
-        if self._ledger_cache is None or self._ledger_cache[0] != key:
+            return set() if cache is None else cache[2]
+        if cache is not None and cache[0] == st.st_ino and st.st_size >= cache[1]:
+            if st.st_size == cache[1]:
+                return cache[2]
             try:
-                book = self.read_ledger()
-            except InputError:
-                return set() if self._ledger_cache is None else self._ledger_cache[1]
-            posted = PostedVideos()
-            for entry in book.entries:
-                posted.add(entry["video_path"], entry["job_id"])
-            for bad in book.damaged:
-                for cell in bad.cells:
-                    posted.add(cell, cell)
-            self._ledger_cache = (key, posted.names)
-        return self._ledger_cache[1]
+                with open(self.ledger_path, "rb") as fh:
+                    fh.seek(cache[1])
+                    tail = fh.read()
+                done = tail.rfind(b"\n") + 1        # a line still being written waits
+                lines = list(csv.reader(io.StringIO(tail[:done].decode("utf-8"), newline="")))
+            except (OSError, UnicodeDecodeError, csv.Error):
+                lines = None
+            if lines is not None:
+                posted = PostedVideos()
+                posted.names = cache[2]
+                for cells in lines:
+                    if len(cells) == len(C.LEDGER_COLUMNS):
+                        posted.add(cells[2], cells[3])
+                    else:
+                        for cell in cells:
+                            posted.add(cell, cell)
+                self._ledger_cache = (st.st_ino, cache[1] + done, posted.names)
+                return posted.names
+        try:
+            raw = self.ledger_path.read_bytes()
+            book = self.read_ledger()
+        except (OSError, InputError):
+            return set() if cache is None else cache[2]
+        posted = PostedVideos()
+        for entry in book.entries:
+            posted.add(entry["video_path"], entry["job_id"])
+        for bad in book.damaged:
+            for cell in bad.cells:
+                posted.add(cell, cell)
+        self._ledger_cache = (st.st_ino, raw.rfind(b"\n") + 1, posted.names)
+        return posted.names
 
     def _account_lock(self, account: str) -> FileLock | None:
         if not self.host.shared:

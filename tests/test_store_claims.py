@@ -448,3 +448,15 @@ def test_next_chance(tmp_path):
                                 row("p1", "acc_b", phone_id="acc_a")])
     assert store.next_chance() == (True, T0)          # due now, its phone is busy
     assert store.next_chance(phone="elsewhere") == (True, None)
+
+
+def test_a_claim_never_takes_a_job_whose_video_reached_the_ledger_since_its_last_read(tmp_path):
+    store = make_store(tmp_path, [row("v1.mp4_c", "a"), row("v2.mp4_c", "b"),
+                                  row("v3.mp4_c", "d")], max_posts_per_account_per_day=1)
+    first = store.claim("w1")
+    store.complete(first.job_id, first.claim_id)         # the ledger exists and has been read
+    with open(store.ledger_path, "a", encoding="utf-8") as fh:   # another tool appends a post
+        fh.write("2026-01-01T00:00:00+00:00,b,/elsewhere/v2.mp4_c.mp4,\n")   # by file name
+    second = store.claim("w2")
+    assert second is not None and second.job_id == "v3.mp4_c"
+    assert by_id(store)["v2.mp4_c"]["status"] == C.SKIPPED
