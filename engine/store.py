@@ -36,6 +36,17 @@ class Ledger:
     entries: list[dict[str, str]]
     damaged: list[DamagedLine]      # lines that are not whole entries (a cut-off write, an edit)
 
+    def posted(self) -> "PostedVideos":
+        """What the ledger says was posted; a damaged line's every field counts, so a cut-off
+        entry still keeps its video out of the queue."""
+        posted = PostedVideos()
+        for entry in self.entries:
+            posted.add(entry["video_path"], entry["job_id"])
+        for bad in self.damaged:
+            for cell in bad.cells:
+                posted.add(cell, cell)
+        return posted
+
 
 class PostedVideos:
     """Video file names and job ids that were ever posted (or may have been)."""

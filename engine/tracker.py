@@ -273,14 +273,9 @@ class ProgressStore:
             book = self.read_ledger()
         except (OSError, InputError):
             return set() if cache is None else cache[2]
-        posted = PostedVideos()
-        for entry in book.entries:
-            posted.add(entry["video_path"], entry["job_id"])
-        for bad in book.damaged:
-            for cell in bad.cells:
-                posted.add(cell, cell)
-        self._ledger_cache = (st.st_ino, raw.rfind(b"\n") + 1, posted.names)
-        return posted.names
+        names = book.posted().names
+        self._ledger_cache = (st.st_ino, raw.rfind(b"\n") + 1, names)
+        return names
 
     def _account_lock(self, account: str) -> FileLock | None:
         if not self.host.shared:
@@ -584,13 +579,7 @@ class ProgressStore:
         lines too), and the successes and unknown outcomes of every archived progress file.
         Matched by the video's file name (and by job id), never by folder or absolute path, so
         a renamed campaign folder or the earlier system's Windows paths still match."""
-        ledger = self.read_ledger()
-        posted = PostedVideos()
-        for entry in ledger.entries:
-            posted.add(entry["video_path"], entry["job_id"])
-        for bad in ledger.damaged:
-            for cell in bad.cells:   # a cut-off entry: whatever it names counts as posted
-                posted.add(cell, cell)
+        posted = self.read_ledger().posted()
         for archive in self.archives():
             for row in _archive_rows(archive):
                 if (row[C.STATUS] == C.SUCCESS or row[C.ERROR_TYPE] == OUTCOME_UNKNOWN
