@@ -3,7 +3,8 @@
 It checks the authentication headers of every request against the test credentials (answering
 the documented 40003 when they are wrong), simulates phones (list with paging, start, stop,
 status, ADB, file upload) with the documented envelopes, and plays scripted answers first when a
-test queues them (`script(path, ...)`): an envelope dict, `Http(status)`, or `Delay(seconds)`.
+test queues them (`script(path, ...)`): an envelope dict (e.g. a 40007 on demand), `Http(status)`,
+or `Delay(seconds)`. Every request is recorded with its arrival time (`arrivals(path)`).
 """
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    # Arrival, on the wall clock so that it compares with what other processes stamp.
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -93,6 +96,11 @@ class FakeGeelark:
     def bodies(self, path: str) -> list[Any]:
         return [r.body for r in self.requests if r.path == path]
 
+    def arrivals(self, path: str, method: str = "POST") -> list[float]:
+        """When each call to `path` arrived, in order: what Geelark's rate limit counts."""
+        with self._lock:
+            return sorted(r.at for r in self.requests if r.path == path and r.method == method)
+
     @property
     def url(self) -> str:
         assert self._server is not None
@@ -105,7 +113,7 @@ class FakeGeelark:
         class Handler(_Handler):
             server_state = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                          daemon=True).start()
@@ -263,6 +271,12 @@ class FakeGeelark:
 
 def _ok(data: Any) -> dict[str, Any]:
     return {"code": 0, "msg": "success", "data": data}
+
+
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops the connections of a burst of worker processes (SYN retried
+    # a second later, or reset): a real Geelark accepts them.
+    request_queue_size = 128
 
 
 class _Handler(BaseHTTPRequestHandler):
