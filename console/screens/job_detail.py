@@ -1,4 +1,5 @@
-"""Job detail: every field of one job, its full caption and error, and the log lines that name it
+"""Job detail: every field of one job, its full caption and error, the evidence its failed attempts
+left (step, error, time and the files, with their folder), and the log lines that name it
 (supervisor and worker logs, rotated ones included). Read in a thread worker, without the lock."""
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from engine.context import PostingContext
+from engine.evidence import Attempt, read_evidence
 from engine.problems import InputError
 from engine.tracker import ProgressStore
 
@@ -30,6 +32,7 @@ class JobDetail:
     job: dict[str, str] | None = None
     log_lines: list[tuple[str, str]] = field(default_factory=list)   # (source, line)
     error: str | None = None
+    evidence: list[Attempt] = field(default_factory=list)
 
 
 def _log_files(logs_dir: Path) -> list[Path]:
@@ -69,6 +72,7 @@ def load_job(ctx: PostingContext, job_id: str) -> JobDetail:
     except InputError as exc:
         detail.error = str(exc)
     detail.log_lines = job_log_lines(ctx.logs_dir, job_id)
+    detail.evidence = read_evidence(ctx.state_dir, job_id)
     return detail
 
 
@@ -96,6 +100,11 @@ def render_detail(d: JobDetail):
     parts = [grid, Text(""), Text("Caption", style="bold"), Text(job.get("caption") or "-")]
     parts += [Text(""), Text("Error", style="bold"),
               Text(job.get("error") or "-", style="red" if job.get("error") else "")]
+    parts += [Text(""), Text(f"Evidence ({len(d.evidence)})", style="bold")]
+    if not d.evidence:
+        parts.append(Text("no failed attempt left evidence", style="dim"))
+    for a in d.evidence:
+        parts += render_attempt(a)
     parts += [Text(""), Text(f"Log lines ({len(d.log_lines)})", style="bold")]
     if not d.log_lines:
         parts.append(Text("no log line names this job", style="dim"))
@@ -106,6 +115,24 @@ def render_detail(d: JobDetail):
                     "yellow" if " WARNING " in line else "")
         parts.append(text)
     return Group(*parts)
+
+
+def render_attempt(a: Attempt) -> list[Text]:
+    """One attempt's evidence: what failed where and when, then its folder (a full path, for scp)
+    and the files in it."""
+    head = Text(no_wrap=False)
+    head.append(f"attempt {a.attempt}", style="bold")
+    head.append("  step ", style="dim")
+    head.append(a.step or "-", style="cyan")
+    head.append("  at ", style="dim")
+    head.append(a.at or "-")
+    lines = [head]
+    if a.error:
+        lines.append(Text(f"  {a.error}", style="red", overflow="fold"))
+    lines.append(Text(f"  {a.folder}{os.sep}", overflow="fold"))
+    lines.append(Text("  " + ("  ".join(a.files) if a.files else "(no files)"),
+                      style="green" if a.files else "dim"))
+    return lines
 
 
 class JobDetailScreen(ModalScreen[None]):

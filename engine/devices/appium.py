@@ -38,6 +38,7 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.proxy import Proxy, ProxyType
 
 from engine.errors import INFRASTRUCTURE, OUTCOME_UNKNOWN, UNKNOWN, PostError
+from engine.evidence import CAPTURE_SECONDS, capture_driver
 
 from .base import WorkerSlot
 from .flow import Flow, run_flow
@@ -503,6 +504,18 @@ class AppiumSession:
 
         self.run(lambda driver: run_flow(driver, flow, caption=caption, on_publishing=publishing),
                  published=lambda: state["published"])
+
+    def capture_evidence(self, folder: Path, *, timeout: float = CAPTURE_SECONDS,
+                         label: str | None = None) -> list[str]:
+        """After a failure, save the live session's screenshot (screen.png) and page source
+        (page.xml) into `folder`, within `timeout` seconds in all; call it before the session is
+        quit. Never raises and never opens a session: when the failure already ended the session
+        (a UiAutomator2 crash, a dead server) there is no screen to save. Returns the files saved."""
+        if self._driver is None:
+            log.info("evidence%s: no live Appium session, so no screen to save",
+                     f" for {label}" if label else "")
+            return []
+        return capture_driver(self._driver, folder, timeout=timeout, label=label)
 
     def quit(self) -> None:
         self._discard()

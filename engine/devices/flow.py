@@ -43,6 +43,7 @@ from selenium.common.exceptions import (
 )
 
 from engine.errors import CATEGORIES, INFRASTRUCTURE, OUTCOME_UNKNOWN, UNKNOWN, PostError, category_of
+from engine.evidence import annotate_step
 
 log = logging.getLogger("postdeck.flow")
 
@@ -343,7 +344,13 @@ class _Walker:
         for i, step in enumerate(steps):
             started = self.clock()
             next_step = steps[i + 1] if i + 1 < len(steps) else None
-            done = self.play(step, next_step)
+            try:
+                done = self.play(step, next_step)
+            except BaseException as exc:
+                # Which step failed travels with the error (for the attempt's evidence); the
+                # exception itself goes up unchanged.
+                annotate_step(exc, step.name)
+                raise
             log.info("step %s %s in %.1fs", step.name, "done" if done else "skipped", self.clock() - started)
 
     def play(self, step: Step, next_step: Step | None) -> bool:
