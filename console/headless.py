@@ -129,12 +129,21 @@ def _status(ctx: PostingContext, as_json: bool) -> int:
     print(f"{ctx.describe()}: {run}; daily limit {status['daily_limit']}"
           + _without_video(status["captions_without_video"]))
     print("  " + "  ".join(f"{k} {v}" for k, v in c.items()) + f"  (total {status['total']})")
+    window = status["posting_window"]
+    if not window["open"]:
+        print(f"  posting window {window['window']} closed; opens {window['opens_at']}")
+    for p in status["phones"]:
+        if p["state"] != "off" or p["on_seconds_today"]:
+            print(f"  phone {p['phone']} {p['state']}, on {p['on_seconds_today'] / 60:.1f} min "
+                  "today")
     for w in status["workers"]:
         print(f"  worker {w['worker_id']} pid {w['pid']} phone {w['phone'] or '-'} "
               f"port {w['appium_port']} {w['state']} {w['job_id'] or ''} "
               f"heartbeat {w['heartbeat_age_s']}s ago")
     for a in status["accounts"]:
         extra = f" until {a['cooldown_until']}" if a["cooldown_until"] else ""
+        if a["gap_until"]:
+            extra += f"  next post on its phone at {a['gap_until']}"
         err = f"  last error: {one_line(a['last_error'])}" if a["last_error"] else ""
         print(f"  {a['account']:<20} {a['state']:<9} {a['posts_today']}/{a['limit']}"
               f"  waiting {a['waiting']}{extra}{err}")

@@ -86,6 +86,20 @@ class PostingContext:
         return self.state_dir / "workers"
 
     @property
+    def power_dir(self) -> Path:
+        """Host-wide: whether each phone is on, and its on-time today (engine/power.py)."""
+        return self.host_state_dir / "power"
+
+    @property
+    def evidence_dir(self) -> Path:
+        return self.state_dir / "evidence"
+
+    @property
+    def events_file(self) -> Path:
+        """The run's events, one JSON line each (engine/events.py)."""
+        return self.state_dir / "events.jsonl"
+
+    @property
     def phones_dir(self) -> Path:
         return self.host_state_dir / "phones"
 

@@ -57,7 +57,7 @@ def check_backend(ctx: PostingContext, name: str) -> list[str]:
     """Build the backend as a worker will, check its tools, and ask it for its phones (for
     Geelark that is one API call: credentials and the service are checked with it)."""
     try:
-        backend = make_backend(ctx, name)
+        backend = make_backend(ctx, name, checking=True)
         backend.check()
         return backend.list_phones()
     except PostError as exc:

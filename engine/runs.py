@@ -16,6 +16,8 @@ from typing import Callable
 from . import operations
 from .context import PostingContext
 from .devices import make_backend
+from .pacing import PostingWindow, local_iso
+from .rules import Day
 from .preflight import check_run, fit_workers
 from .problems import Notice, Refused, Remedy
 from .runstate import (live_workers, our_worker, process_alive, read_run_info,
@@ -51,8 +53,10 @@ def run_foreground(ctx: PostingContext, options: RunOptions, force_reseed: bool 
     # Everything that can be wrong with the input is checked before any file is written.
     check_run(ctx, options)
     options, notice = fit_workers(ctx, options)
-    if notice is not None and on_notice is not None:
-        on_notice(notice)
+    if on_notice is not None:
+        for said in (notice, window_notice(ctx)):
+            if said is not None:
+                on_notice(said)
     lock = take_run_lock(ctx, "starting a run")
     try:
         supervisor = Supervisor(ctx, options)
@@ -70,6 +74,22 @@ def run_foreground(ctx: PostingContext, options: RunOptions, force_reseed: bool 
                          supervisor.all_workers_failed())
     finally:
         lock.release()
+
+
+def window_notice(ctx: PostingContext, now: float | None = None) -> Notice | None:
+    """What a run started outside the posting window does: wait, and until when, or end at once
+    when the window opens only after today's midnight (the next day starts with --reset-day)."""
+    now = time.time() if now is None else now
+    window = PostingWindow.of(ctx.settings)
+    opens = window.opens_at(now, ctx.settings.tz) if window else None
+    if opens is None:
+        return None
+    where = f"the posting window {window.text} ({ctx.settings.timezone}) is closed"
+    if opens >= Day.of(now, ctx.settings.tz).end:
+        return Notice(f"{ctx.describe()}: {where} for the rest of today; it opens "
+                      f"{local_iso(opens, ctx.settings.tz)}, so nothing is posted today")
+    return Notice(f"{ctx.describe()}: {where}; the run waits until it opens at "
+                  f"{local_iso(opens, ctx.settings.tz)}", remedies=(Remedy.STOP,))
 
 
 def _install_signals(supervisor: Supervisor) -> None:
@@ -98,6 +118,11 @@ def start_detached(ctx: PostingContext, options: RunOptions, force_reseed: bool 
     run lock. If it refuses, its message is raised here."""
     operations.require_enabled(ctx)
     _, notice = fit_workers(ctx, options)
+    closed = window_notice(ctx)
+    if closed is not None:
+        notice = closed if notice is None else Notice(f"{notice.message}; {closed.message}",
+                                                      pids=notice.pids,
+                                                      remedies=notice.remedies + closed.remedies)
     existing = running_supervisor(ctx)
     if existing is not None:
         raise Refused(f"a run of {ctx.describe()} is already going (supervisor pid "

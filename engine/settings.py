@@ -22,6 +22,11 @@ MAX_SEED = 2 ** 32 - 1
 MAX_DIGITS = 20                    # longer whole numbers are no setting's value (and Python
                                    # refuses to convert past 4300 digits)
 MAX_NESTING = 32                   # campaign.json needs 3 levels; capabilities a few more
+MAX_EVIDENCE_DAYS = 3650
+# What `notify.events` may name; the default is all of them.
+NOTIFY_EVENTS = ("run_started", "run_ended", "account_blocked", "outcome_unknown",
+                 "worker_crashed", "phone_failed")
+_WINDOW = re.compile(r"^\s*([01]\d|2[0-3]):([0-5]\d)\s*-\s*([01]\d|2[0-3]|24):([0-5]\d)\s*$")
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,19 @@ class Simulation:
     failure_rate: float = 0.1
     seed: int = 1
     failures: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Where alerts go: a command that reads one JSON object per event on stdin, and/or a URL
+    that gets it as a POST. The URL may carry a token, so it is never logged whole."""
+    command: tuple[str, ...] = ()
+    webhook: str = ""
+    events: tuple[str, ...] = NOTIFY_EVENTS
+
+    def __repr__(self) -> str:   # a Settings repr must never carry the webhook's token
+        return (f"Notify(command={self.command!r}, webhook={'<set>' if self.webhook else ''!r}, "
+                f"events={self.events!r})")
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,15 @@ class Settings:
     videos_dir: str = ""     # relative to the campaign folder; "" = videos/, else the first
                              # subfolder with videos (the earlier system's rule)
     appium_capabilities: dict = field(default_factory=dict)   # added to UiAutomator2's
+    # Money and pacing (docs/RUNBOOK.md, "Phones, pacing and alerts").
+    keep_phone_on_seconds: float = 0     # keep a phone on when its next job starts this soon
+    posting_window: str = ""             # "09:00-23:30" in `timezone`; "" = any time
+    min_gap_seconds: float = 0           # from the end of a post to the next claim on that phone
+    jitter_seconds: float = 0            # a random extra wait of 0..N before each claim
+    stagger_seconds: float = 0           # between worker starts
+    evidence_days: int = 14              # failure evidence older than this is pruned
+    check_videos: bool | None = None     # None: on for real backends, off for the simulated one
+    notify: Notify | None = None
 
     @property
     def daily_limit(self) -> int:
@@ -58,6 +85,13 @@ class Settings:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def videos_checked(self, backend: str) -> bool:
+        """Whether a video is probed before a phone starts: always with a real backend, with
+        the simulated one only when asked (its demo files are tiny but real)."""
+        if self.check_videos is not None:
+            return self.check_videos
+        return backend != "simulated"
 
 
 def validate_daily_limit(value: object, where: str = "max_posts_per_account_per_day") -> int:
@@ -210,6 +244,25 @@ def load_settings(path: Path) -> Settings:
         elif key == "appium_capabilities":
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
                 raise bad(key, 'must be an object of capabilities, like {"appium:noReset": true}')
+        elif key in ("keep_phone_on_seconds", "min_gap_seconds", "jitter_seconds",
+                     "stagger_seconds"):
+            if not _number(value, minimum=0, maximum=MAX_SECONDS):
+                raise bad(key, f"must be a number of seconds, 0 or more and at most "
+                               f"{MAX_SECONDS} (a day), not {value!r}")
+        elif key == "posting_window":
+            if not isinstance(value, str) or (value.strip() and not window_bounds(value)):
+                raise bad(key, 'must be a time range in the campaign\'s time zone, like '
+                               '"09:00-23:30" (it may wrap past midnight: "20:00-02:00"), '
+                               f'or "" for any time; not {value!r}')
+        elif key == "evidence_days":
+            if not _number(value, minimum=1, maximum=MAX_EVIDENCE_DAYS, integer=True):
+                raise bad(key, f"must be a whole number of days from 1 to {MAX_EVIDENCE_DAYS}, "
+                               f"not {value!r}")
+        elif key == "check_videos":
+            if not isinstance(value, bool):
+                raise bad(key, "must be true or false")
+        elif key == "notify":
+            value = _notify(value, bad)
         values[key] = value
     unusable = _first_unusable(data)
     if unusable:
@@ -256,6 +309,44 @@ def _parse(path: Path, text: str) -> dict:
     if not isinstance(data, dict):
         raise InputError(path, 1, "must hold one JSON object, like {\"enabled\": true}")
     return data
+
+
+def window_bounds(text: str) -> tuple[int, int] | None:
+    """A posting window "HH:MM-HH:MM" as (start, end) minutes after midnight, or None when the
+    text is not one. "24:00" may end a window; a start equal to its end is refused (it would
+    mean never, or always, and the operator should say which)."""
+    m = _WINDOW.match(text)
+    if not m:
+        return None
+    start = int(m.group(1)) * 60 + int(m.group(2))
+    end = int(m.group(3)) * 60 + int(m.group(4))
+    if end > 24 * 60 or start == end:
+        return None
+    return start, end
+
+
+def _notify(value: object, bad) -> Notify:
+    if not isinstance(value, dict):
+        raise bad("notify", 'must be an object like {"command": ["notify-send", "postdeck"], '
+                            '"events": ["account_blocked"]}')
+    unknown = set(value) - {"command", "webhook", "events"}
+    if unknown:
+        raise bad(sorted(unknown)[0], "unknown key in 'notify'; the known keys are command, "
+                                      "events, webhook")
+    command = value.get("command", [])
+    if not isinstance(command, list) or not all(isinstance(c, str) and c for c in command):
+        raise bad("command", 'must be a list of a program and its arguments, like '
+                             '["/usr/local/bin/alert", "--team", "ops"]')
+    webhook = value.get("webhook", "")
+    if not isinstance(webhook, str) or (webhook and not re.match(r"^https?://[^\s/]+", webhook)):
+        raise bad("webhook", "must be an http:// or https:// address")
+    if not command and not webhook:
+        raise bad("notify", "needs a command, a webhook or both")
+    events = value.get("events", list(NOTIFY_EVENTS))
+    if (not isinstance(events, list) or not events
+            or not all(isinstance(e, str) and e in NOTIFY_EVENTS for e in events)):
+        raise bad("events", f"must be a list of events, each one of {', '.join(NOTIFY_EVENTS)}")
+    return Notify(tuple(command), webhook, tuple(dict.fromkeys(events)))
 
 
 def _simulation(value: object, bad) -> Simulation:

@@ -7,7 +7,9 @@ import time
 from . import columns as C
 from .accounts import account_states, concurrency_metrics
 from .context import PostingContext
+from .pacing import gap_ends, local_iso, window_status
 from .phones import held_phones
+from .power import PhonePower
 from .problems import InputError
 from .rules import Day
 from .runstate import (WORKER_DEAD, Heartbeat, live_workers, read_heartbeats,
@@ -31,6 +33,9 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
     other_phones = _phones_held_elsewhere(ctx)
     elsewhere = store.usage_elsewhere(Day.of(now, ctx.settings.tz))
     states = account_states(table.rows, ctx.settings, now, accounts, other_phones, elsewhere)
+    day = Day.of(now, ctx.settings.tz)
+    power = {r.phone: r for r in PhonePower(ctx.power_dir, ctx.settings.tz).records(
+        _phones_of(states, table.rows))}
     return {
         "campaign": ctx.name,
         "legacy": ctx.legacy,
@@ -49,11 +54,32 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
             "state": worker_state(hb, hb.worker_id in alive), "job_id": hb.job_id or None,
             "account": hb.account or None, "heartbeat_age_s": round(hb.age, 1),
         } for hb in shown_workers(beats, alive, supervisor is not None)],
-        "accounts": [s.as_dict() for s in states],
+        "accounts": [{**s.as_dict(), "gap_until": _gap_until(s, power, ctx, now)}
+                     for s in states],
+        "phones": [{"phone": r.phone, "state": r.state, "worker_id": r.worker_id or None,
+                    "on_seconds_today": round(r.on_seconds_today(now, day), 1)}
+                   for r in power.values()],
+        "posting_window": window_status(ctx.settings, now),
         "concurrency": concurrency_metrics(states),
         "warnings": _ledger_warnings(store),
         "captions_without_video": without_video,
     }
+
+
+def _phones_of(states, rows: list[list[str]]) -> list[str]:
+    """The campaign's phones: its accounts' phones, then any a job ran on."""
+    phones = [s.phone for s in states] + [r[C.PHONE_ID] for r in rows if r[C.PHONE_ID]]
+    return list(dict.fromkeys(phones))
+
+
+def _gap_until(state, power: dict, ctx: PostingContext, now: float) -> str | None:
+    """When an account with work waiting may post next because its phone rests between posts
+    (min_gap_seconds); None when nothing waits on the gap."""
+    if not state.waiting:
+        return None
+    record = power.get(state.phone)
+    ends = gap_ends(record.last_post_end if record else None, ctx.settings)
+    return local_iso(ends, ctx.settings.tz) if ends is not None and ends > now else None
 
 
 def _captions_without_video(ctx: PostingContext) -> int | None:

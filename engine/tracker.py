@@ -31,6 +31,8 @@ from .progress_csv import (HEADER_BYTES, HEADER_ONLY, CorruptProgressFile, Table
                            parse_progress, reparse, serialize, serialize_table)
 from .lifecycle import Job, RetryPolicy
 from .limits import HostDay, account_lock, lenient_rows
+from .pacing import PostingWindow, gap_ends
+from .power import PhonePower
 from .rules import Day, Tally, Usage, account_blocker, due, now_iso, parse_time, tally
 from .settings import Settings
 from .store import DamagedLine, Ledger, PostedVideos
@@ -56,7 +58,8 @@ class ProgressStore:
 
     def __init__(self, path: Path, ledger_path: Path, settings: Settings,
                  retry: RetryPolicy | None = None, clock: Callable[[], float] = time.time,
-                 run_id: str = "", host: HostDay | None = None):
+                 run_id: str = "", host: HostDay | None = None,
+                 power: PhonePower | None = None):
         self.path = Path(path)
         self.ledger_path = Path(ledger_path)
         self.settings = settings
@@ -69,11 +72,15 @@ class ProgressStore:
         self._account_locks: dict[str, FileLock] = {}
         self._ledger_cache: tuple[int, int, set[str]] | None = None   # inode, bytes read, names
         self._cache: tuple[bytes, Table] | None = None
+        self.window = PostingWindow.of(settings)
+        self.power = power
 
     @classmethod
     def for_context(cls, ctx, **kwargs) -> "ProgressStore":
         kwargs.setdefault("host", HostDay(ctx.progress_file, ctx.host_state_dir,
                                           ctx.campaigns_dir))
+        kwargs.setdefault("power", PhonePower(ctx.power_dir, ctx.settings.tz,
+                                              kwargs.get("clock", time.time)))
         return cls(ctx.progress_file, ctx.ledger_file, ctx.settings, **kwargs)
 
     # --- reading ---------------------------------------------------------------------------------
@@ -161,11 +168,16 @@ class ProgressStore:
     # --- claims ----------------------------------------------------------------------------------
     def claim(self, worker_id: str, phone: str | None = None,
               phone_free: Callable[[str], bool] | None = None,
-              accounts: frozenset[str] | None = None) -> Job | None:
+              accounts: frozenset[str] | None = None,
+              prefer_phone: str | None = None) -> Job | None:
         """Claim the oldest eligible job (pending before retrying, file order within each) for
         `worker_id`, or None. `phone` binds the worker to one phone; `phone_free(p)` is asked
         last, for the chosen job only, whether no other worker on the host holds phone p;
-        `accounts` limits the run to those accounts.
+        `accounts` limits the run to those accounts; `prefer_phone` puts that phone's jobs
+        first (the worker kept it on for them).
+
+        Pacing: nothing is claimed while the posting window is closed, nor on a phone whose
+        last post ended less than min_gap_seconds ago.
 
         The daily limit counts what the account used today anywhere on the host
         (engine/limits.py); the host-wide account lock is held from that count until the claim
@@ -173,9 +185,12 @@ class ProgressStore:
         taken: list[FileLock] = []
 
         def change(table: Table, now: float):
+            if self.window is not None and not self.window.is_open(now, self.settings.tz):
+                return False, None
             limit = self.settings.daily_limit
             day = Day.of(now, self.settings.tz)
             elsewhere = self.host.usage(day)
+            gaps: dict[str, float | None] = {}
             # An account's tally depends on its own rows only, so it is made for the accounts
             # of the candidates looked at, not for every account of the file.
             by_account: defaultdict[str, list[list[str]]] = defaultdict(list)
@@ -191,7 +206,7 @@ class ProgressStore:
             tallies: dict[str, Tally | None] = {}
             in_ledger = self._ledger_names()
             skipped = False
-            for row in self._candidates(table, now):
+            for row in self._candidates(table, now, prefer_phone):
                 account = row[C.ACCOUNT]
                 if accounts is not None and account not in accounts:
                     continue
@@ -209,6 +224,10 @@ class ProgressStore:
                     continue
                 holder = held.get(job_phone)
                 if holder is not None and holder != worker_id:
+                    continue
+                if job_phone not in gaps:
+                    gaps[job_phone] = self.gap_until(job_phone)
+                if gaps[job_phone] is not None and now < gaps[job_phone]:
                     continue
                 lock = self._account_lock(account)
                 if lock is not None:
@@ -285,8 +304,21 @@ class ProgressStore:
             lock = self._account_locks[account] = account_lock(self.host.host_state_dir, account)
         return lock
 
+    def gap_until(self, phone: str) -> float | None:
+        """When `phone` may take its next claim (min_gap_seconds after its last post)."""
+        if self.power is None or self.settings.min_gap_seconds <= 0:
+            return None
+        return gap_ends(self.power.read(phone).last_post_end, self.settings)
+
     @staticmethod
-    def _candidates(table: Table, now: float) -> Iterator[list[str]]:
+    def _candidates(table: Table, now: float,
+                    prefer_phone: str | None = None) -> Iterator[list[str]]:
+        if prefer_phone is not None:
+            rows = list(ProgressStore._candidates(table, now))
+            mine = [r for r in rows if (r[C.PHONE_ID] or r[C.ACCOUNT]) == prefer_phone]
+            yield from mine
+            yield from (r for r in rows if (r[C.PHONE_ID] or r[C.ACCOUNT]) != prefer_phone)
+            return
         retrying = []
         for row in table.rows:
             status = row[C.STATUS]
@@ -416,7 +448,12 @@ class ProgressStore:
         day = Day.of(now, self.settings.tz)
         tallies = tally(table.rows, self.settings, day, self.host.usage(day))
         others = any(r[C.STATUS] == C.CLAIMED for r in table.rows)
+        opens = (self.window.opens_at(now, self.settings.tz)
+                 if self.window is not None else None) or now
+        if opens >= day.end:
+            return others, None     # the window opens tomorrow: nothing more today
         earliest: float | None = None
+        gaps: dict[str, float | None] = {}
         for row in table.rows:
             status = row[C.STATUS]
             if status not in (C.PENDING, C.RETRYING):
@@ -428,8 +465,11 @@ class ProgressStore:
             t = tallies[row[C.ACCOUNT]]
             if t.blocked_by or t.used - t.running >= limit:
                 continue  # not today, whatever happens
+            job_phone = row[C.PHONE_ID] or row[C.ACCOUNT]
+            if job_phone not in gaps:
+                gaps[job_phone] = self.gap_until(job_phone)
             at = max(parse_time(row[C.RETRY_AT]) or now if status == C.RETRYING else now,
-                     t.cooldown_until)
+                     t.cooldown_until, opens, gaps[job_phone] or now)
             if at >= day.end:
                 continue
             earliest = at if earliest is None else min(earliest, at)

@@ -11,6 +11,7 @@ import json
 import multiprocessing as mp
 import multiprocessing.connection
 import os
+import random
 import signal
 import threading
 import time
@@ -23,14 +24,22 @@ from .devices import PostRequest, WorkerSlot, make_backend
 from .durable import write_atomic
 from .campaigns import VideoFinder, videos_dir_of
 from .columns import Phase
-from .errors import CONTENT, OUTCOME_UNKNOWN, UNKNOWN, Classification, PostError, classify
+from .errors import (ACCOUNT, CONTENT, OUTCOME_UNKNOWN, UNKNOWN, Classification, PostError,
+                     classify)
+from . import events as ev
+from .evidence import attempt_dir, failed_step, prune, write_step
+from .events import EventLog
 from .logs import file_logger
+from .notify import Notifier
+from .pacing import jitter
 from .phones import PhoneLocks
+from .power import PhonePower, Power
 from .problems import Refused, Remedy
 from .runstate import (HEARTBEAT_EVERY_S, HEARTBEAT_LEASE_S, WORKER_MARKER_ENV, WorkerState,
                        create_time_of, heartbeat_path, live_workers, run_info_path,
                        write_heartbeat)
 from .lifecycle import Job, RetryPolicy
+from .rules import now_iso
 from .store import open_store
 from .tracker import ClaimLost
 from . import wake
@@ -89,6 +98,12 @@ class Worker:
         self.waker = wake.Waker(str(self.ctx.root), spec.worker_id)
         self.videos = VideoFinder(self.ctx.root, self.ctx.legacy,
                                   videos_dir_of(self.ctx.root, self.ctx.settings))
+        self.power = PhonePower(self.ctx.power_dir, self.ctx.settings.tz)
+        self.events = EventLog(self.ctx.events_file)
+        self.check_videos = self.ctx.settings.videos_checked(spec.backend)
+        self.kept: str | None = None      # a phone left on for its next job
+        self._rng = random.Random()
+        self._jitter: float | None = None  # drawn when a job ends, waited before the next claim
         self.stopping = False
         self.state = WorkerState.STARTING
         self.job: Job | None = None
@@ -139,12 +154,19 @@ class Worker:
         try:
             while True:
                 self._messages(self.waker.drain())
+                if not self.stopping:
+                    wait = self._jitter if self._jitter is not None else jitter(
+                        self.ctx.settings, self._rng)
+                    self._jitter = None
+                    self._pause(wait)
                 if self.stopping:
                     self.log.info("stop requested; leaving between jobs")
                     break
                 job = self.store.claim(self.spec.worker_id, phone=self.spec.phone,
                                        phone_free=None if self.spec.phone else self.locks.try_hold,
-                                       accounts=self.spec.accounts)
+                                       accounts=self.spec.accounts, prefer_phone=self.kept)
+                if job is not None and self.kept is not None and job.phone_id != self.kept:
+                    self._put_away(self.kept)
                 if job is None:
                     if not self._idle():
                         self.log.info("nothing more to do today; leaving")
@@ -155,14 +177,92 @@ class Worker:
             self.state = WorkerState.STOPPED
             self._beat_stop.set()
             try:
+                if self.kept is not None:
+                    self._put_away(self.kept)
                 self.backend.shutdown(self.slot)
             finally:
                 self.locks.release_all()
                 self.waker.close()
         return 0
 
+    def _pause(self, seconds: float) -> None:
+        """Wait `seconds` (pacing), but leave at once on a stop."""
+        if seconds <= 0:
+            return
+        self.state = WorkerState.WAITING
+        deadline = time.time() + seconds
+        while not self.stopping:
+            left = deadline - time.time()
+            if left <= 0:
+                return
+            self._messages(self.waker.wait(left))
+
+    # --- phones on only while they work -----------------------------------------------------------
+    def _set_power(self, phone: str, state: Power) -> None:
+        try:
+            self.power.set_state(phone, state, worker_id=self.spec.worker_id,
+                                 campaign_root=str(self.ctx.root))
+        except OSError as exc:   # the record is for the operator's bill; the post goes on
+            self.log.warning("could not record phone %s as %s: %s", phone, state, exc)
+
+    def _power_off(self, phone: str) -> bool:
+        """Turn the phone off; False (and it stays recorded as on, still billing) if the backend
+        could not."""
+        if self.kept == phone:
+            self.kept = None
+        try:
+            self.backend.power_off(phone)
+        except Exception as exc:
+            self.log.error("could not turn phone %s off: %s", phone, exc)
+            self._event(ev.PHONE_FAILED, phone=phone, error=f"could not turn it off: {exc}")
+            return False
+        self._set_power(phone, Power.OFF)
+        self.log.info("phone %s off", phone)
+        return True
+
+    def _put_away(self, phone: str) -> None:
+        """Done with the phone: off, and free for other workers."""
+        self._power_off(phone)
+        if not self.spec.phone:
+            self.locks.release(phone)
+
+    def _next_job_soon(self, phone: str) -> bool:
+        """Whether this worker's next job is on `phone` and starts within keep_phone_on_seconds
+        (its gap, the jitter and its account's limits included): then stopping and booting the
+        phone again would cost more than leaving it on."""
+        if self.stopping:
+            return False
+        _, earliest = self.store.next_chance(phone, self.spec.accounts)
+        if earliest is None:
+            return False
+        now = time.time()
+        starts = max(earliest, now + (self._jitter or 0.0))
+        return starts - now <= self.ctx.settings.keep_phone_on_seconds
+
+    def _after_job(self, phone: str, phone_on: bool) -> None:
+        self._jitter = jitter(self.ctx.settings, self._rng)
+        if not phone_on:
+            if not self.spec.phone:
+                self.locks.release(phone)
+            return
+        try:
+            keep = self._next_job_soon(phone)
+        except Exception as exc:   # a store that cannot be read now: err on the side of the bill
+            self.log.warning("could not look ahead for phone %s: %s", phone, exc)
+            keep = False
+        if keep:
+            self.kept = phone
+            self.log.info("keeping phone %s on for its next job", phone)
+        else:
+            self._put_away(phone)
+
+    def _event(self, name: str, **fields: object) -> None:
+        self.events.record(ev.event(name, self.ctx.name, worker_id=self.spec.worker_id, **fields))
+
     def _idle(self) -> bool:
         """Wait for the earliest moment a job may become claimable; False when none can today."""
+        if self.kept is not None:
+            self._after_job(self.kept, True)   # still worth keeping on?
         others, earliest = self.store.next_chance(self.spec.phone, self.spec.accounts)
         if earliest is None and not others:
             return False
@@ -181,13 +281,31 @@ class Worker:
         self.log.info("claimed %s (account %s, phone %s, attempt %s)", job_id, job.account,
                       phone, job.attempts)
         published = False
+        phone_on = self.kept == phone
+        step = "find_video"
+        evidence = attempt_dir(self.ctx.state_dir, job_id, job.attempts)
         try:
             self.store.set_phase(job_id, claim_id, Phase.PREPARING)
             video, why = self.videos.find(job.video_path)
             if video is None:   # checked before any phone starts
                 raise PostError(f"{why}; nothing was pushed to the phone",
                                 error_type="video_missing", category=CONTENT)
-            self.backend.prepare(phone, self.slot)
+            if self.check_videos:
+                step = "check_video"
+                self._check_video(video)
+            step = "prepare"
+            if not phone_on:
+                self._set_power(phone, Power.STARTING)
+                phone_on = True
+            self.kept = None
+            try:
+                self.backend.prepare(phone, self.slot)
+            except Exception as exc:
+                self._event(ev.PHONE_FAILED, phone=phone, job_id=job_id, account=job.account,
+                            error=str(exc))
+                raise
+            self._set_power(phone, Power.ON)
+            step = "post"
             self.state = WorkerState.POSTING
             self.beat()
 
@@ -200,25 +318,42 @@ class Worker:
                 self.beat()
                 self.log.info("publishing %s", job_id)
 
-            request = PostRequest(job_id, job.account, phone, video, job.caption)
+            request = PostRequest(job_id, job.account, phone, video, job.caption,
+                                  evidence_dir=evidence)
             video_id = self.backend.post(request, self.slot, on_publishing)
         except ClaimLost as exc:
             self.log.warning("lost the claim on %s: %s", job_id, exc)
         except Exception as exc:  # every failure is classified and recorded, none kills the loop
-            self._record_failure(job_id, claim_id, exc, published)
+            write_step(evidence, step=failed_step(exc) or step, error=str(exc),
+                       at=now_iso(time.time()), job_id=job_id, account=job.account,
+                       phone=phone, attempt=job.attempts)
+            self._record_failure(job, exc, published)
         else:
-            self._record_success(job_id, claim_id, video_id)
+            self._record_success(job, video_id)
         finally:
             self.job = None
             self.state = WorkerState.IDLE
-            if not self.spec.phone:
-                self.locks.release(phone)
+            if step in ("prepare", "post"):
+                try:
+                    self.power.post_ended(phone)
+                except OSError as exc:
+                    self.log.warning("could not record the end of a post on %s: %s", phone, exc)
+            self._after_job(phone, phone_on)
             wake.send(str(self.ctx.root), range(self.spec.n_workers))
             self.beat()
 
+    def _check_video(self, video: Path) -> None:
+        """A file that is not a playable video fails as content before any phone starts: it
+        would fail on every phone, and a cloud phone bills while it finds out."""
+        from .videos import probe   # PyAV is loaded only by workers that check videos
+        problem = probe(video)
+        if problem:
+            raise PostError(f"{video.name} {problem}; nothing was pushed to the phone",
+                            error_type="corrupted_video", category=CONTENT)
 
-    def _record_failure(self, job_id: str, claim_id: str, exc: Exception,
-                        published: bool) -> None:
+
+    def _record_failure(self, job: Job, exc: Exception, published: bool) -> None:
+        job_id, claim_id = job.job_id, job.claim_id
         cls = classify(exc)
         if published and not (isinstance(exc, PostError) and exc.error_type):
             # The share step was reached: the post may be public, so a retry could post twice.
@@ -230,11 +365,22 @@ class Worker:
                              cls.error_type, row["status"])
         except ClaimLost as lost:
             self.log.warning("lost the claim on %s while failing it: %s", job_id, lost)
+            return
+        self._alert_failure(job, cls, str(exc))
 
-    def _record_success(self, job_id: str, claim_id: str, video_id: str | None) -> None:
+    def _alert_failure(self, job: Job, cls: Classification, error: str) -> None:
+        fields = {"job_id": job.job_id, "account": job.account, "phone": job.phone_id,
+                  "error_type": cls.error_type, "error": error}
+        if cls.error_type == OUTCOME_UNKNOWN:
+            self._event(ev.OUTCOME_UNKNOWN, **fields)
+        elif cls.category == ACCOUNT:
+            self._event(ev.ACCOUNT_BLOCKED, **fields)
+
+    def _record_success(self, job: Job, video_id: str | None) -> None:
         """The post is public. If recording it fails (a full disk), the job must still never be
         retried: it ends as an unknown outcome, or, if even that cannot be written, stays
         claimed in phase publishing, which recovery turns into an unknown outcome."""
+        job_id, claim_id = job.job_id, job.claim_id
         try:
             self.store.complete(job_id, claim_id, video_id or "")
             self.log.info("success %s (video id %s)", job_id, video_id or "-")
@@ -245,10 +391,11 @@ class Worker:
         except Exception as exc:
             self.log.error("posted %s but could not record the success: %s", job_id, exc)
             error = exc
+        message = (f"posted, but the success could not be recorded ({error}); check the "
+                   "account before retrying it")
         try:
-            self.store.fail(job_id, claim_id, f"posted, but the success could not be recorded "
-                            f"({error}); check the account before retrying it",
-                            Classification(UNKNOWN, OUTCOME_UNKNOWN))
+            self.store.fail(job_id, claim_id, message, Classification(UNKNOWN, OUTCOME_UNKNOWN))
+            self._alert_failure(job, Classification(UNKNOWN, OUTCOME_UNKNOWN), message)
         except Exception as exc:
             self.log.error("could not record %s as an unknown outcome either: %s", job_id, exc)
 
@@ -277,6 +424,7 @@ class Slot:
     restarts: list[float] = field(default_factory=list)
     done: bool = False
     exit_codes: list[int] = field(default_factory=list)
+    start_at: float = 0.0        # stagger_seconds: when its first start is due
 
 
 class Supervisor:
@@ -293,6 +441,10 @@ class Supervisor:
         self.stop_mode: str | None = None   # None, "graceful", "now"
         self.on_tick = on_tick
         self._mp = mp.get_context("spawn")
+        self.events = EventLog(ctx.events_file)
+        self.notifier = Notifier(ctx.settings.notify, self.log)
+        self._events_at = 0
+        self._phones_backend = None
 
     def wait_for_orphans(self, timeout: float = 60.0) -> None:
         """Workers of a supervisor that died finish their job and leave; wait for them rather
@@ -316,11 +468,19 @@ class Supervisor:
         self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(run_info_path(self.ctx), json.dumps(info).encode())
         os.environ[WORKER_MARKER_ENV] = str(self.ctx.root)   # inherited by every spawned worker
+        self._events_at = self.events.end()
         self.wait_for_orphans()
+        pruned = prune(self.ctx.state_dir, self.ctx.settings.evidence_days, time.time())
+        if pruned:
+            self.log.info("pruned %d evidence folder(s) older than %d days", pruned,
+                          self.ctx.settings.evidence_days)
         recovered = self.store.recover_stale(live_workers=(), run_id=self.run_id)
         for job in recovered:
             self.log.warning("recovered stale claim %s -> %s (%s)", job["job_id"], job["status"],
                              job["error_type"])
+        self._alert_recovered(recovered)
+        # A run that was killed outright (SIGKILL, a power cut) left its phones on: they bill.
+        self.power_off_left_on()
         retry = RetryPolicy(self.options.retry_delay, self.options.max_passes)
         for i in range(self.options.workers):
             phone = self.options.phones[i] if self.options.phones else None
@@ -332,11 +492,87 @@ class Supervisor:
                               daily_limit=self.ctx.daily_limit,
                               accounts=(frozenset(self.options.accounts)
                                         if self.options.accounts else None))
-            self.slots.append(Slot(spec))
-        for slot in self.slots:
-            self._spawn(slot)
+            self.slots.append(Slot(spec, start_at=time.time() + i * self.ctx.settings.stagger_seconds))
+        self._spawn_due()
         self.log.info("run %s started: %d worker(s), backend %s", self.run_id,
                       self.options.workers, self.backend_name)
+        self._alert(ev.RUN_STARTED, run_id=self.run_id, workers=self.options.workers,
+                    backend=self.backend_name, counts=self.store.stats())
+
+    def _spawn_due(self) -> float | None:
+        """Start the workers whose stagger delay is over; when the next one is due, or None."""
+        now, pending = time.time(), None
+        for slot in self.slots:
+            if slot.process is None and not slot.done:
+                if self.stop_mode is not None:
+                    slot.done = True          # stopped before its turn: it never starts
+                elif slot.start_at <= now:
+                    self._spawn(slot)
+                else:
+                    pending = slot.start_at if pending is None else min(pending, slot.start_at)
+        return pending
+
+    # --- alerts ----------------------------------------------------------------------------------
+    def _alert(self, name: str, **fields: object) -> None:
+        """An event of the supervisor's own: into the journal, like the workers' ones, so the
+        journal is the one record of what was alerted."""
+        self.events.record(ev.event(name, self.ctx.name, **fields))
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Hand the journal's new events to the notifier (which sends them in its own thread)."""
+        items, self._events_at = self.events.read_from(self._events_at)
+        for item in items:
+            self.notifier.send(item)
+
+    def _alert_recovered(self, jobs) -> None:
+        for job in jobs:
+            if job["error_type"] == OUTCOME_UNKNOWN:
+                self.events.record(ev.event(
+                    ev.OUTCOME_UNKNOWN, self.ctx.name, job_id=job["job_id"],
+                    account=job["account"], phone=job["phone_id"], error_type=OUTCOME_UNKNOWN,
+                    error=job["error"]))
+
+    # --- phones left on --------------------------------------------------------------------------
+    def _backend(self):
+        if self._phones_backend is None:
+            self._phones_backend = make_backend(self.ctx, self.backend_name)
+        return self._phones_backend
+
+    def power_off_left_on(self, worker_id: str | None = None) -> list[str]:
+        """Turn off this campaign's phones that are still recorded as on (or starting) by a
+        worker that is gone: `worker_id`'s after it died, or every one at the end of the run.
+        Geelark bills a cloud phone by the minute, so none is left on by a crash or an end."""
+        power = PhonePower(self.ctx.power_dir, self.ctx.settings.tz)
+        live = self._live_ids()
+        off = []
+        for record in power.records(self._known_phones()):
+            if not record.running or record.campaign_root != str(self.ctx.root):
+                continue
+            if worker_id is not None and record.worker_id != worker_id:
+                continue
+            if worker_id is None and record.worker_id in live:
+                continue
+            try:
+                self._backend().power_off(record.phone)
+            except Exception as exc:
+                self.log.error("could not turn phone %s off: %s", record.phone, exc)
+                self.events.record(ev.event(ev.PHONE_FAILED, self.ctx.name, phone=record.phone,
+                                            error=f"could not turn it off: {exc}"))
+                continue
+            power.set_state(record.phone, Power.OFF)
+            off.append(record.phone)
+        if off:
+            self.log.warning("turned off phone(s) left on: %s", ", ".join(off))
+        return off
+
+    def _known_phones(self) -> list[str]:
+        phones = list(self.options.phones or []) + self._campaign_phones()
+        try:
+            phones += [r["phone_id"] for r in self.store.jobs() if r["phone_id"]]
+        except Exception:   # an unreadable file: the accounts' phones still get turned off
+            pass
+        return list(dict.fromkeys(phones))
 
     def _spawn(self, slot: Slot) -> None:
         proc = self._mp.Process(target=worker_main, args=(slot.spec,),
@@ -371,12 +607,17 @@ class Supervisor:
                 self._reap(slot)
                 if not slot.done:
                     alive += 1
+            pending = self._spawn_due()
+            if pending is not None:
+                alive += 1
+            self._deliver()
             if self.on_tick:
                 self.on_tick()
             if alive == 0:
                 return
+            timeout = poll_s if pending is None else min(poll_s, max(0.0, pending - time.time()))
             mp.connection.wait([s.process.sentinel for s in self.slots
-                                if s.process is not None and not s.done], timeout=poll_s)
+                                if s.process is not None and not s.done], timeout=timeout)
 
     def _live_ids(self) -> set[str]:
         return {s.spec.worker_id for s in self.slots
@@ -395,6 +636,11 @@ class Supervisor:
         for job in recovered:
             self.log.warning("recovered %s from worker %s -> %s %s", job["job_id"], wid,
                              job["status"], job["error_type"])
+        phones = self.power_off_left_on(wid)
+        if code != EXIT_PHONE_HELD and self.stop_mode != "now":   # stop-all ends them itself
+            self._alert(ev.WORKER_CRASHED, worker_id=wid, pid=slot.process.pid, exit_code=code,
+                        jobs_recovered=[j["job_id"] for j in recovered], phones_turned_off=phones)
+        self._alert_recovered(recovered)
         wake.send(str(self.ctx.root), [s.spec.worker_id for s in self.slots])
         now = time.time()
         slot.restarts = [t for t in slot.restarts if now - t < 60] + [now]
@@ -452,9 +698,14 @@ class Supervisor:
             self.log.warning("released %s -> %s", job["job_id"], job["status"])
         phones = list(self.options.phones or []) or self._campaign_phones()
         try:
-            make_backend(self.ctx, self.backend_name).stop_phones(phones)
+            self._backend().stop_phones(phones)
         except Exception as exc:  # stopping phones is best effort; the claims are already safe
             self.log.error("could not stop phones: %s", exc)
+        else:
+            power = PhonePower(self.ctx.power_dir, self.ctx.settings.tz)
+            for phone in phones:
+                if power.read(phone).running:
+                    power.set_state(phone, Power.OFF)
 
     def _campaign_phones(self) -> list[str]:
         try:
@@ -468,4 +719,12 @@ class Supervisor:
                 heartbeat_path(self.ctx.heartbeats_dir, slot.spec.worker_id).unlink()
             except FileNotFoundError:
                 pass
-        self.log.info("run %s ended: %s", self.run_id, self.store.stats())
+        try:
+            self.power_off_left_on()
+        except Exception as exc:   # the run's end must still be recorded and alerted
+            self.log.error("could not check for phones left on: %s", exc)
+        counts = self.store.stats()
+        self.log.info("run %s ended: %s", self.run_id, counts)
+        self._alert(ev.RUN_ENDED, run_id=self.run_id, counts=counts,
+                    stopped=self.stop_mode, failure=self.all_workers_failed() or None)
+        self.notifier.close(timeout=5.0)

@@ -13,10 +13,29 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+_REAL_MP4: bytes | None = None
+
+
+def real_mp4() -> bytes:
+    """One real tiny MP4, made once: the real backends check that a video decodes before any
+    phone starts, so their campaigns need real files (the simulated one does not look)."""
+    global _REAL_MP4
+    if _REAL_MP4 is None:
+        import tempfile
+        from videos import make_mp4
+        with tempfile.TemporaryDirectory() as tmp:
+            _REAL_MP4 = make_mp4(Path(tmp) / "v.mp4").read_bytes()
+    return _REAL_MP4
+
+
 def write_campaign(root: Path, accounts: list[str] | list[tuple[str, str]], videos: int,
-                   settings: dict | None = None, captions: dict[int, str] | None = None) -> Path:
+                   settings: dict | None = None, captions: dict[int, str] | None = None,
+                   real_videos: bool | None = None) -> Path:
     """A campaign folder: accounts.txt (name or (name, phone)), `videos` tiny video files with a
-    caption each (overridable by index), and campaign.json."""
+    caption each (overridable by index), and campaign.json. The files are real MP4s when
+    `real_videos` (by default: when the campaign uses a real backend)."""
+    if real_videos is None:
+        real_videos = (settings or {}).get("backend", "simulated") != "simulated"
     root.mkdir(parents=True, exist_ok=True)
     (root / "videos").mkdir(exist_ok=True)
     with open(root / "accounts.txt", "w", encoding="utf-8") as fh:
@@ -27,7 +46,8 @@ def write_campaign(root: Path, accounts: list[str] | list[tuple[str, str]], vide
         w.writerow(["filename", "post_caption"])
         for i in range(videos):
             name = f"v{i:03d}.mp4"
-            (root / "videos" / name).write_bytes(b"\0" * 16 + bytes([i % 256]))
+            (root / "videos" / name).write_bytes(
+                real_mp4() if real_videos else b"\0" * 16 + bytes([i % 256]))
             w.writerow([name, (captions or {}).get(i, f"caption {i}, with \"quotes\" 🎬")])
     (root / "campaign.json").write_text(json.dumps(settings or {}))
     return root

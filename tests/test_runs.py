@@ -88,8 +88,9 @@ def test_day_with_four_workers_posts_exactly_the_limit(campaigns_dir):
 
 
 def test_reset_refused_while_running_then_accepted(campaigns_dir):
+    # posts long enough that the run still goes when a loaded machine starts the next CLI
     root = write_campaign(campaigns_dir / "c", ["a", "b"], 4,
-                          {"simulation": fast_sim(post_seconds=1.5)})
+                          {"simulation": fast_sim(post_seconds=4.0)})
     pid = start_detached(campaigns_dir, "c", "--workers", "2")
     ctx = PostingContext.for_campaign_dir(root, campaigns_dir)
     before = ctx.progress_file.read_bytes()

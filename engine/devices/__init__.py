@@ -7,7 +7,7 @@ from .base import PhoneBackend, PostRequest, WorkerSlot
 __all__ = ["PhoneBackend", "PostRequest", "WorkerSlot", "make_backend"]
 
 
-def make_backend(ctx, name: str | None = None) -> PhoneBackend:
+def make_backend(ctx, name: str | None = None, checking: bool = False) -> PhoneBackend:
     name = name or ctx.settings.backend
     if name == "simulated":
         from .simulated import SimulatedBackend
@@ -16,5 +16,5 @@ def make_backend(ctx, name: str | None = None) -> PhoneBackend:
         return SimulatedBackend(phones, ctx.settings.simulation)
     if name in ("geelark", "adb"):
         from .real import make_real_backend
-        return make_real_backend(ctx, name)
+        return make_real_backend(ctx, name, checking)
     raise InputError(ctx.root / "campaign.json", None, f"unknown backend {name!r}")

@@ -309,5 +309,8 @@ class LocalAdbPhones:
         """PhoneProvider: a local phone is reached by its serial once adb sees it ready."""
         return self.ensure_ready(phone)
 
+    def power_off(self, phone: str) -> None:
+        """PhoneProvider: a phone on the desk stays on (it is not billed by the minute)."""
+
     def stop(self, phones: list[str]) -> None:
         """PhoneProvider: a phone on the desk is not ours to power off."""

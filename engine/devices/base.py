@@ -50,6 +50,8 @@ class PostRequest:
     phone: str
     video_path: Path
     caption: str
+    # Where a failed attempt leaves its last screen (screen.png, page.xml); None: nowhere.
+    evidence_dir: Path | None = None
 
 
 class PhoneBackend(ABC):
@@ -80,6 +82,10 @@ class PhoneBackend(ABC):
 
     def shutdown(self, slot: WorkerSlot) -> None:
         """The worker is leaving: stop what it started for itself (its Appium server)."""
+
+    def power_off(self, phone: str) -> None:
+        """Turn one phone off after its work (cloud phones bill by the minute); the worker's own
+        servers stay up for its next phone. A no-op where the backend cannot power phones."""
 
     def stop_phones(self, phones: list[str]) -> None:
         """Stop-all: power the campaign's phones down where the backend can."""

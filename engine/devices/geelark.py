@@ -25,7 +25,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import httpx
 
@@ -290,6 +290,16 @@ def _read_credentials_file(path: Path) -> Auth:
 
 # --------------------------------------------------------------------------------- rate limiter
 
+class Limiter(Protocol):
+    """What GeelarkClient needs of a limiter: `RateLimiter` (one process) or
+    `api_budget.HostApiBudget` (every process on the host)."""
+
+    def acquire(self, key: str) -> float: ...
+    def pause(self, key: str, seconds: float) -> None: ...
+    def lock_out(self, seconds: float) -> None: ...
+    def locked_for(self) -> float: ...
+
+
 class RateLimiter:
     """Sliding-window limiter, one window per endpoint, shared by every thread of the process."""
 
@@ -435,7 +445,7 @@ class GeelarkClient:
     """Thread-safe client for the cloud-phone endpoints postdeck needs."""
 
     def __init__(self, auth: Auth, *, base_url: str = DEFAULT_BASE_URL, timeout: float = 20.0,
-                 upload_timeout: float = 600.0, limiter: RateLimiter | None = None,
+                 upload_timeout: float = 600.0, limiter: Limiter | None = None,
                  read_attempts: int = 4, backoff_base: float = 0.5, backoff_max: float = 8.0,
                  rate_limit_retries: int = 1,
                  sleep: Callable[[float], None] = time.sleep,
@@ -839,6 +849,13 @@ class GeelarkPhones:
             serial = adb.connect(host, port)
             adb.glogin(serial, password)
         return serial
+
+    def power_off(self, phone: str) -> None:
+        """Stop one cloud phone after its work; raises when Geelark did not stop it (it would go
+        on billing)."""
+        phone_id = self.phone_id(phone)
+        self._adb_enabled.discard(phone_id)
+        self.client.stop_phones([phone_id]).raise_for(phone_id)
 
     def stop(self, phones: Iterable[str]) -> BatchResult:
         ids = [self.phone_id(p) for p in phones]

@@ -25,6 +25,10 @@ class PhoneProvider(Protocol):
     def connect(self, phone: str, adb: Adb) -> str:
         """Make the phone reachable over adb (start it, connect, log in) and return its serial."""
 
+    def power_off(self, phone: str) -> None:
+        """Turn one phone off after its work, raising when it could not be; a no-op for phones
+        attached to the host."""
+
     def stop(self, phones: list[str]) -> object:
         """Power the phones off where that is the provider's to do (cloud phones bill by the
         minute); a no-op for phones attached to the host."""
@@ -75,7 +79,14 @@ class RealBackend(PhoneBackend):
         try:
             caps = server.capabilities(serial, extra=self.extra_caps)
             with AppiumSession.on(server, caps) as session:
-                session.run_flow(self.flow, caption=request.caption, on_publishing=on_publishing)
+                try:
+                    session.run_flow(self.flow, caption=request.caption, on_publishing=on_publishing)
+                except Exception:
+                    # The phone's last screen, while the session still shows it; bounded, never
+                    # raising, and the attempt's own error goes up unchanged.
+                    if request.evidence_dir is not None:
+                        session.capture_evidence(request.evidence_dir, label=request.job_id)
+                    raise
         finally:
             try:
                 self.adb.remove_media(serial, remote)
@@ -88,18 +99,28 @@ class RealBackend(PhoneBackend):
             self._server.stop()
             self._server = None
 
+    def power_off(self, phone: str) -> None:
+        # The worker's Appium server stays up for its next phone; only the phone stops.
+        self._serials.pop(phone, None)
+        self.provider.power_off(phone)
+
     def stop_phones(self, phones: list[str]) -> None:
         stop_recorded_servers(self.appium_dir)
         if phones:
             self.provider.stop(phones)
 
 
-def make_real_backend(ctx, name: str) -> RealBackend:
+def make_real_backend(ctx, name: str, checking: bool = False) -> RealBackend:
+    """`checking`: built only to check the backend before a run (one or two API calls), which
+    must leave no file behind when the run is refused, so it keeps to the process's own rate
+    limiter instead of the host's shared budget file."""
     settings = ctx.settings
     adb = Adb()
     if name == "geelark":
+        from .api_budget import host_budget
         from .geelark import GeelarkClient, GeelarkPhones
-        provider = GeelarkPhones(GeelarkClient.from_env())
+        limiter = None if checking else host_budget(ctx.host_state_dir)
+        provider = GeelarkPhones(GeelarkClient.from_env(limiter=limiter))
     else:
         provider = LocalAdbPhones(adb)
     try:
