@@ -12,7 +12,10 @@ Figures:
 - against what the limits allow: the ideal wall time is the busiest phone's work, since one
   phone posts one job at a time;
 - engine overhead per job: span (claim to completion) minus the simulated work, as ms and as a
-  share of the job time.
+  share of the job time;
+- phone-minutes per successful post (what Geelark bills), on a paced farm (min_gap_seconds
+  between posts on a phone): phones stopped after each job against phones kept on, side by side
+  in one run, beside the lower bound (one boot plus one post per post).
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def build(root: Path, phones: int, accounts_per_phone: int, limit: int, post_s: float,
-          boot_s: float) -> None:
+          boot_s: float, extra: dict | None = None) -> None:
     (root / "videos").mkdir(parents=True)
     accounts = [(f"acc{p:02d}_{a}", f"phone{p:02d}") for p in range(phones)
                 for a in range(accounts_per_phone)]
@@ -47,7 +50,8 @@ def build(root: Path, phones: int, accounts_per_phone: int, limit: int, post_s: 
             w.writerow([f"v{i:04d}.mp4", f"caption {i}"])
     (root / "campaign.json").write_text(json.dumps({
         "max_posts_per_account_per_day": limit,
-        "simulation": {"boot_seconds": boot_s, "post_seconds": post_s, "failure_rate": 0.0}}))
+        "simulation": {"boot_seconds": boot_s, "post_seconds": post_s, "failure_rate": 0.0},
+        **(extra or {})}))
 
 
 def ts(text: str) -> float:
@@ -122,6 +126,47 @@ def main() -> None:
     print(f"figure: phone utilisation vs what the limits allow | {ideal / steady:.1%} | >= 95%")
     print(f"figure: engine overhead per job (median, share of job time) | "
           f"{statistics.median(overheads) / args.post_seconds:.2%} | < 1%")
+    phone_minutes(args)
+
+
+def paced_day(keep_on_s: float, phones: int, post_s: float, boot_s: float,
+              gap_s: float) -> tuple[float, int]:
+    """One paced farm day; (phone-seconds on, successful posts), from --status --json."""
+    with tempfile.TemporaryDirectory() as tmp:
+        campaigns = Path(tmp) / "campaigns"
+        root = campaigns / "paced"
+        build(root, phones, 3, 1, post_s, boot_s,
+              {"min_gap_seconds": gap_s, "keep_phone_on_seconds": keep_on_s})
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        base = [sys.executable, "-m", "console", "--no-ui", "--campaigns-dir", str(campaigns),
+                "--campaign", "paced"]
+        res = subprocess.run(base + ["--run", "--workers", str(phones), "--phones",
+                                     ",".join(f"phone{p:02d}" for p in range(phones))],
+                             env=env, capture_output=True, text=True)
+        if res.returncode != 0:
+            sys.exit(f"paced run failed: {res.stderr}")
+        st = json.loads(subprocess.run(base + ["--status", "--json"], env=env,
+                                       capture_output=True, text=True, check=True).stdout)
+    if any(p["state"] != "off" for p in st["phones"]):
+        sys.exit(f"a phone was left on: {st['phones']}")
+    return sum(p["on_seconds_today"] for p in st["phones"]), st["counts"]["success"]
+
+
+def phone_minutes(args) -> None:
+    phones, post_s, boot_s, gap_s = 4, 1.0, 0.5, 3.0
+    stop_s, stop_posts = paced_day(0, phones, post_s, boot_s, gap_s)
+    keep_s, keep_posts = paced_day(24 * 3600, phones, post_s, boot_s, gap_s)
+    bound = boot_s + post_s
+    stop_per, keep_per = stop_s / stop_posts, keep_s / keep_posts
+    print(f"paced day: {phones} phones, 3 posts each, post {post_s}s, boot {boot_s}s, "
+          f"{gap_s}s between posts on a phone")
+    print(f"{'phone-seconds per post, stop after each job':<44}{stop_per:8.2f} s")
+    print(f"{'phone-seconds per post, phones kept on':<44}{keep_per:8.2f} s")
+    print(f"{'lower bound (one boot + one post)':<44}{bound:8.2f} s")
+    print(f"figure: phone-minutes per post, stop after job / lower bound | "
+          f"{stop_per / bound:.2f}x | <= 1.2x")
+    print(f"figure: phone-minutes per post, kept on / stop after job | "
+          f"{keep_per / stop_per:.2f}x | > 1 (what stopping saves)")
 
 
 if __name__ == "__main__":
