@@ -38,7 +38,7 @@ from .widgets.campaigns import CampaignsPanel
 from .widgets.feed import Feed, Frame
 from .widgets.jobs import JobsPanel
 from .widgets.live_table import LiveTable
-from .widgets.workers import WorkersPanel
+from .widgets.workers import WorkersPanel, phone_of_key
 from .words import CONSOLE_WORDS
 
 ERROR_TIMEOUT = 12.0
@@ -380,8 +380,11 @@ class PostdeckApp(App[int]):
             self.show_job(key)
         elif isinstance(table, WorkersPanel):
             job = table.get_cell(key, "job")
+            phone = phone_of_key(key)
             if job:
                 self.show_job(job)
+            elif phone is not None:
+                self.notify(f"no worker drives {phone} now")
             else:
                 self.notify(f"worker {key} has no job now")
         elif isinstance(table, AccountsPanel):

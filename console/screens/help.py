@@ -31,6 +31,11 @@ open campaign; the campaign is taken when the key is pressed.
   LIMIT today's posts are done · COOLDOWN resting after failures or a rate limit ·
   WAITING has jobs but its phone is busy · AVAILABLE can take a job
 
+[b]Phones[/b]  power on · starting · off, and its on-time today (Geelark bills every minute on)
+  [i]no worker[/i]: on with nobody driving it, and it still bills
+[b]Pacing[/b]  accounts' [i]next[/i]: the cooldown left, or [i]gap[/i] while its phone rests between posts ·
+  header [i]window closed · opens 22:00[/i]: outside the posting window nothing is claimed
+
 [b]Job status[/b]  pending → claimed (phase claimed → preparing → publishing) → success | failed | retrying
 A job that failed while publishing has an unknown outcome: check the account, then retry it by hand.
 """

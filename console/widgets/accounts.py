@@ -1,15 +1,24 @@
 """The accounts panel: each account's state (RUNNING, BLOCKED, LIMIT, COOLDOWN, WAITING,
-AVAILABLE), posts today against the limit, waiting jobs, cooldown left and the last error.
-`enter` filters the job table to that account."""
+AVAILABLE), posts today against the limit, waiting jobs, how long until it may post again and the
+last error. `enter` filters the job table to that account.
+
+"next" is one column for both reasons an account with work must wait: its cooldown (the state
+says COOLDOWN) or its phone's rest between posts, `min_gap_seconds` (the state says AVAILABLE or
+WAITING, so the cell says `gap`). Both answer the operator's one question, when does it post
+again, and the later of the two is the answer; a second column would cost width on a narrow
+terminal to show a time that is not the answer."""
 from __future__ import annotations
 
 from textual.binding import Binding
 
 from engine.accounts import AVAILABLE, BLOCKED, COOLDOWN, LIMIT, RUNNING, WAITING, AccountState
+from engine.pacing import gap_ends
+from engine.power import PowerRecord
 from engine.rules import parse_time
+from engine.settings import Settings
 
 from .fmt import duration, first_line
-from .live_table import Column, LiveTable, Row
+from .live_table import Cell, Column, LiveTable, Row
 
 COLUMNS = (
     Column("account", "account", 16),
@@ -17,39 +26,65 @@ COLUMNS = (
     Column("state", "state", 9),
     Column("posts", "today", 5, right=True),
     Column("waiting", "wait", 4, right=True),
-    Column("cooldown", "cooldown", 8, right=True),
-    Column("error", "last error", 14, flex=True),
+    Column("next", "next", 10, right=True),
+    Column("error", "last error", 12, flex=True),
 )
 
 TONES = {RUNNING: "busy", BLOCKED: "bad", LIMIT: "ok", COOLDOWN: "warn", WAITING: "info",
          AVAILABLE: "dim"}
 
 
-def account_row(s: AccountState, now: float) -> tuple[str, Row]:
-    until = parse_time(s.cooldown_until or "")
-    cooldown = duration(until - now) if until and until > now else ""
+def gaps_of(states: list[AccountState], records: dict[str, PowerRecord], settings: Settings,
+            now: float) -> dict[str, float]:
+    """engine/status.py's `gap_until`, as epoch seconds: for each account with waiting work whose
+    phone still rests after its last post, when the rest ends."""
+    out: dict[str, float] = {}
+    for s in states:
+        record = records.get(s.phone) if s.waiting else None
+        ends = gap_ends(record.last_post_end, settings) if record is not None else None
+        if ends is not None and ends > now:
+            out[s.account] = ends
+    return out
+
+
+def _next_cell(s: AccountState, now: float, gap_until: float | None) -> Cell:
+    """How long until the account may post: the later of its cooldown and its phone's gap."""
+    until = parse_time(s.cooldown_until or "") or 0.0
+    if gap_until is not None and gap_until > max(until, now):
+        return (f"gap {duration(gap_until - now)}", "info")
+    return (duration(until - now), "warn") if until > now else ""
+
+
+def account_row(s: AccountState, now: float, gap_until: float | None = None) -> tuple[str, Row]:
     posts = f"{s.posts_today}/{s.limit}"
     return s.account, (
         s.account, s.phone, (s.state, TONES.get(s.state, "dim")),
         (posts, "ok") if s.posts_today >= s.limit else posts,
-        str(s.waiting) if s.waiting else "", (cooldown, "warn") if cooldown else "",
+        str(s.waiting) if s.waiting else "", _next_cell(s, now, gap_until),
         (first_line(s.last_error), "bad") if s.last_error else "")
 
 
 class AccountRows:
-    """Account rows, reused while an account's state is unchanged (a cooldown counts down, so
-    those are drawn again)."""
+    """Account rows, reused while an account's state is unchanged. A row that counts down (a
+    cooldown or a gap) is drawn again each poll and never kept: the time moves it, and once the
+    wait is over the row must not come back from the cache with the old time in it."""
 
     def __init__(self) -> None:
         self._cache: dict[AccountState, Row] = {}
 
-    def build(self, states: list[AccountState], now: float) -> dict[str, Row]:
+    def build(self, states: list[AccountState], now: float,
+              gaps: dict[str, float] | None = None) -> dict[str, Row]:
         cache, fresh, out = self._cache, {}, {}
+        gaps = gaps or {}
         for s in states:
-            cells = cache.get(s) if s.state != COOLDOWN else None
+            gap = gaps.get(s.account)
+            timed = s.state == COOLDOWN or gap is not None
+            cells = None if timed else cache.get(s)
             if cells is None:
-                cells = account_row(s, now)[1]
-            fresh[s] = out[s.account] = cells
+                cells = account_row(s, now, gap)[1]
+            if not timed:
+                fresh[s] = cells
+            out[s.account] = cells
         self._cache = fresh
         return out
 

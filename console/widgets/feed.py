@@ -1,7 +1,8 @@
 """What the panels draw, gathered off the main thread.
 
-`Feed.poll(campaign)` runs in a thread worker: it reads the progress store, heartbeats, run lock
-and supervisor log without taking the store's lock (a replaced file is always whole), and returns
+`Feed.poll(campaign)` runs in a thread worker: it reads the progress store, heartbeats, run lock,
+the phones' power records (one small file per phone) and the supervisor log without taking the
+store's lock (a replaced file is always whole), and returns
 a `Frame` with every panel's rows already formatted. The main thread only hands the rows to the
 tables, which apply just what changed. It mirrors engine/status.py's `campaign_status` (the dict
 `--status --json` prints) from the same engine functions, with the clock and the liveness check
@@ -19,6 +20,8 @@ from engine import columns as C
 from engine.accounts import AccountStates
 from engine.campaigns import list_campaign_dirs
 from engine.context import PostingContext
+from engine.pacing import window_status
+from engine.power import PhonePower, PowerRecord
 from engine.problems import InputError
 from engine.progress_csv import Table, parse_progress, reparse
 from engine.rules import Day
@@ -26,11 +29,12 @@ from engine.runstate import process_alive, read_heartbeats, running_supervisor, 
 from engine.status import phones_held_elsewhere, shown_workers, status_counts
 from engine.store import JobStore, open_store
 
-from .accounts import AccountRows
+from .accounts import AccountRows, gaps_of
 from .campaigns import CampaignInfo, campaign_row
+from .fmt import opens_text
 from .jobs import JobRows
 from .live_table import Row
-from .workers import sort_key, worker_row
+from .workers import phones_panel_rows
 
 SPARK_HOURS = 12
 LOG_KEEP = 300
@@ -48,6 +52,7 @@ class Header:
     spark: list[int] = field(default_factory=lambda: [0] * SPARK_HOURS)
     error: str | None = None
     loading: bool = False                # before the first poll arrived
+    window_opens: str = ""               # the posting window is closed: when it opens ("22:00")
 
 
 @dataclass
@@ -212,6 +217,7 @@ class Feed:
         self._accounts = AccountRows()
         self._states = AccountStates()
         self._jobs_campaign: str | None = None
+        self._job_phones: tuple[list | None, list[str]] = (None, [])
         self._tail: LogTail | None = None
         self._tail_campaign: str | None = None
 
@@ -282,14 +288,14 @@ class Feed:
     def _campaign(self, ctx: PostingContext, now: float, frame: Frame) -> None:
         h = frame.header
         h.enabled = ctx.settings.enabled
+        window = window_status(ctx.settings, now)
+        h.window_opens = opens_text(window["opens_at"], now, ctx.settings.tz)
         supervisor = running_supervisor(ctx)
         h.running = supervisor is not None
         h.supervisor_pid = supervisor_pid(supervisor)
         beats = read_heartbeats(ctx.heartbeats_dir)
         alive = {hb.worker_id for hb in beats if self._alive(hb.pid, hb.create_time, now)}
         shown = shown_workers(beats, alive, h.running)
-        frame.workers = dict(worker_row(hb, hb.worker_id in alive, now)
-                             for hb in sorted(shown, key=lambda hb: sort_key(hb.worker_id)))
         if self._tail_campaign != ctx.name:
             self._tail, self._tail_campaign = LogTail(ctx.logs_dir / "supervisor.log"), ctx.name
             frame.log_reset = True
@@ -297,9 +303,15 @@ class Feed:
         frame.log_reset = frame.log_reset or reset
         frame.log_lines = lines
         try:
+            accounts = self._accounts_file.load(ctx)
+        except InputError:
+            accounts = []
+        try:
             rows = self._rows(ctx)
         except InputError as exc:       # a corrupt file: say so, keep showing the last rows
             h.error = str(exc)
+            # the phones still show, those of accounts.txt: a phone on still bills
+            self._phones(ctx, now, frame, shown, alive, [a.phone for a in accounts])
             return
         if self._jobs_campaign != ctx.name:
             self._jobs, self._accounts, self._states = JobRows(), AccountRows(), AccountStates()
@@ -312,14 +324,34 @@ class Feed:
             if 0 <= age < SPARK_HOURS * 3600:
                 spark[SPARK_HOURS - 1 - int(age // 3600)] += 1
         h.spark, h.posts_last_hour = spark, spark[-1]
-        try:
-            accounts = self._accounts_file.load(ctx)
-        except InputError:
-            accounts = []
         busy = phones_held_elsewhere(ctx)
         store = self._stores.get(ctx.progress_file)
         if store is None:
             store = self._stores[ctx.progress_file] = open_store(ctx)
         elsewhere = store.usage_elsewhere(Day.of(now, ctx.settings.tz))
         states = self._states.compute(rows, ctx.settings, now, accounts, busy, elsewhere)
-        frame.accounts = self._accounts.build(states, now)
+        records = self._phones(ctx, now, frame, shown, alive, self._campaign_phones(states, rows))
+        frame.accounts = self._accounts.build(states, now,
+                                              gaps_of(states, records, ctx.settings, now))
+
+    def _campaign_phones(self, states, rows: list[list[str]]) -> list[str]:
+        """The campaign's phones as `--status --json` lists them (engine/status.py's
+        `_phones_of`): its accounts' phones, then any a job ran on. The jobs' phones are gathered
+        again only when the rows changed: the reader hands back the same list for an unchanged
+        file, and a poll should not walk 10,000 rows for nothing."""
+        seen, phones = self._job_phones
+        if rows is not seen:
+            phones = list(dict.fromkeys(r[C.PHONE_ID] for r in rows if r[C.PHONE_ID]))
+            self._job_phones = (rows, phones)
+        return list(dict.fromkeys([s.phone for s in states] + phones))
+
+    def _phones(self, ctx: PostingContext, now: float, frame: Frame, shown: list, alive: set[str],
+                phones: list[str]) -> dict[str, PowerRecord]:
+        """The phones panel: the campaign's phones and those its workers drive, each with its
+        power record (one small JSON file each, host-wide: a phone bills whichever campaign drives
+        it). Returns the records, by phone, for the accounts' gaps."""
+        phones = list(dict.fromkeys(phones + [hb.phone for hb in shown if hb.phone]))
+        records = {r.phone: r for r in PhonePower(ctx.power_dir, ctx.settings.tz).records(phones)}
+        frame.workers = phones_panel_rows(shown, alive, records, now,
+                                          Day.of(now, ctx.settings.tz))
+        return records

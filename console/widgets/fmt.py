@@ -52,3 +52,17 @@ def sparkline(values: list[int]) -> str:
 
 def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def opens_text(opens_at: str | None, now: float, tz: tzinfo) -> str:
+    """When a closed posting window opens (engine/pacing.py's `opens_at`, a local ISO time) as
+    HH:MM on the campaign's clock; "tomorrow HH:MM" when that is past the campaign's midnight,
+    since a run then ends instead of waiting (the next day starts with a reset). Empty for None."""
+    if not opens_at:
+        return ""
+    try:
+        at = datetime.fromisoformat(opens_at).astimezone(tz)
+    except ValueError:
+        return ""
+    day = "" if at.date() == datetime.fromtimestamp(now, tz).date() else "tomorrow "
+    return f"{day}{at:%H:%M}"

@@ -1,5 +1,6 @@
-"""The header line: the campaign, whether it runs, how many jobs are in each status, and posts
-per hour with a sparkline of the last hours. Shortens itself on a narrow terminal."""
+"""The header line: the campaign, whether it runs, whether its posting window is closed (and
+when it opens, on the campaign's clock), how many jobs are in each status, and posts per hour
+with a sparkline of the last hours. Shortens itself on a narrow terminal."""
 from __future__ import annotations
 
 from textual.content import Content
@@ -15,6 +16,7 @@ LABELS = {C.PENDING: ("pending", "pend"), C.CLAIMED: ("claimed", "run"),
           C.RETRYING: ("retrying", "retry"), C.SKIPPED: ("skipped", "skip")}
 TONES = {C.PENDING: "", C.CLAIMED: "bold $text-accent", C.SUCCESS: "$text-success",
          C.FAILED: "$text-error", C.RETRYING: "$text-warning", C.SKIPPED: "dim"}
+SHORT_BELOW = 110     # columns: a narrower line is always the short one
 
 
 class StatusLine(Widget):
@@ -32,8 +34,15 @@ class StatusLine(Widget):
             self.refresh()
 
     def render(self) -> Content:
+        """The whole line when it fits, else the short one (short labels, no "postdeck" or pid):
+        a closed posting window makes the line longer, and the counts must not be cut for it."""
+        full = self._line(short=self.size.width < SHORT_BELOW)
+        if full.cell_length <= self.size.width:
+            return full
+        return self._line(short=True)
+
+    def _line(self, short: bool) -> Content:
         h = self.header
-        short = self.size.width < 110
         muted = "dim"
         parts: list = [(" postdeck ", "bold")] if not short or h.campaign is None else [" "]
         if h.loading:
@@ -53,6 +62,10 @@ class StatusLine(Widget):
             parts.append(("○ disabled", "$text-warning"))
         else:
             parts.append(("○ idle", muted))
+        if h.window_opens:
+            # Why a running campaign claims nothing: outside its posting window (campaign.json)
+            text = "window opens" if short else "window closed · opens"
+            parts += [(" │ ", muted), (f"{text} {h.window_opens}", "$text-warning")]
         parts.append((" │ ", muted))
         for status in C.STATUSES:
             n = h.counts.get(status, 0)

@@ -22,6 +22,8 @@ from filelock import FileLock
 
 from engine import columns as C
 from engine.context import PostingContext
+from engine.power import PhonePower, Power
+from engine.rules import parse_time
 from engine.runstate import create_time_of
 from engine.tracker import serialize
 
@@ -117,12 +119,55 @@ def heartbeat(ctx: PostingContext, worker_id: int, pid: int, phone: str | None, 
         "job_id": job_id, "account": account, "at": T0 - age, "run_id": "run-a"}))
 
 
+def power(ctx: PostingContext, phone: str, events: list[tuple[float, str, str]]) -> None:
+    """Write a phone's real power record by replaying `events`, (at, state, worker_id) in time
+    order, through PhonePower with its clock set to each one; state "post_ended" marks the end
+    of a post (min_gap_seconds counts from there)."""
+    clock = [0.0]
+    phones = PhonePower(ctx.power_dir, ctx.settings.tz, clock=lambda: clock[0])
+    for at, state, worker in events:
+        clock[0] = at
+        if state == "post_ended":
+            phones.post_ended(phone)
+        else:
+            phones.set_state(phone, Power(state), worker_id=worker,
+                             campaign_root=str(ctx.root))
+
+
+def power_from_rows(ctx: PostingContext, rows: list[list[str]], left_on: set[str]) -> None:
+    """Power records that agree with the day's rows: each job's phone starts 20 s before the
+    claim and is on from it; a finished job ends its post and turns the phone off, a running one
+    keeps it on. The phones in `left_on` stayed on after their last job (a crash, or a backend
+    that could not stop them): they still bill."""
+    events: dict[str, list[tuple[float, str, str]]] = {}
+    for r in rows:
+        claimed = parse_time(r[C.CLAIMED_AT]) if r[C.CLAIMED_AT] else None
+        if claimed is None:
+            continue
+        mine = events.setdefault(r[C.PHONE_ID], [])
+        mine += [(claimed - 20, "starting", r[C.WORKER_ID]), (claimed, "on", r[C.WORKER_ID])]
+        if r[C.STATUS] != C.CLAIMED:
+            ended = parse_time(r[C.COMPLETED_AT])
+            mine.append((ended, "post_ended", ""))
+            if r[C.PHONE_ID] not in left_on:
+                mine.append((ended, "off", ""))
+    for phone, mine in events.items():
+        power(ctx, phone, sorted(mine, key=lambda e: e[0]))
+
+
 def build_frozen(campaigns_dir: Path) -> Path:
-    """Two campaigns: `spring` mid-day with workers and logs, `autumn` disabled and idle."""
+    """Two campaigns: `spring` mid-day with workers, phones and logs, `autumn` disabled and idle.
+
+    spring's phones: the two workers' phones are on, phone-05 was left on after its failure
+    (no worker drives it), the others are off with their on-time today. Its phones rest 35 min
+    between posts, so daily.drip (last post 30 min ago, a job waiting) waits 5 more minutes."""
     spring = write_campaign(campaigns_dir / "spring", ACCOUNTS, 16,
-                            {"max_posts_per_account_per_day": 2, "timezone": "UTC"})
-    (spring / "progress.csv").write_bytes(serialize(frozen_rows(spring)))
+                            {"max_posts_per_account_per_day": 2, "timezone": "UTC",
+                             "min_gap_seconds": 2100})
+    rows = frozen_rows(spring)
+    (spring / "progress.csv").write_bytes(serialize(rows))
     ctx = PostingContext.for_campaign_dir(spring, campaigns_dir)
+    power_from_rows(ctx, rows, left_on={"phone-05"})
     heartbeat(ctx, 0, 5100, "phone-02", "posting", "clip_008.mp4_spring", "max_reels", 1.2)
     heartbeat(ctx, 1, 5101, "phone-07", "posting", "clip_007.mp4_spring", "urban.paws", 0.4)
     heartbeat(ctx, 2, 5102, None, "idle", "", "", 9.0)

@@ -115,6 +115,14 @@ def test_feed_agrees_with_campaign_status(frozen_dir, running):
         posts = cells[3] if isinstance(cells[3], str) else cells[3][0]
         assert cells[2][0] == a["state"] and posts == f"{a['posts_today']}/{a['limit']}"
     assert len(frame.jobs) == status["total"]
+    # the phones panel lists every phone of --status (after the workers), with its power
+    for p in status["phones"]:
+        key = next((k for k, c in frame.workers.items() if c[2] == p["phone"]), None)
+        assert key is not None and frame.workers[key][3][0] == p["state"]
+    # an account's gap shows where --status has a gap_until (the fixture has one: daily.drip)
+    gaps = {a["account"] for a in status["accounts"] if a["gap_until"]}
+    assert gaps == {"daily.drip"}
+    assert gaps == {a for a, c in frame.accounts.items() if c[5] and c[5][0].startswith("gap")}
 
 
 def test_log_tail_follows_appends_and_rotation(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from console.app import PostdeckApp
 from console.screens.confirm import ConfirmModal
 from console.screens.start_form import StartForm
+from console.widgets.workers import phone_of_key
 from engine import columns as C
 from engine.context import PostingContext
 from engine.runstate import process_alive, read_run_info, running_supervisor
@@ -80,7 +81,11 @@ async def test_start_watch_stop_then_reset(tmp_path, cleanup):
         assert claimed and all(jobs.get_cell(k, "worker") in ("0", "1") for k in claimed)
         await wait_until(pilot, lambda: header().counts["success"] >= 2, timeout=30,
                          what="two successes")
-        assert app.dashboard.query_one("#workers").row_count == 2
+        phones = app.dashboard.query_one("#workers")
+        assert [k for k in phones.visible_keys if phone_of_key(k) is None] == ["0", "1"]
+        # every phone of the campaign is listed, the workers' ones once, on their rows
+        listed = {phones.get_cell(k, "phone") for k in phones.visible_keys} - {"-"}
+        assert listed == {f"phone-{i:02d}" for i in range(12)}
         await pilot.press("x")                                   # graceful stop
         await until_notified(pilot, "stop requested")
         await wait_until(pilot, lambda: not header().running, timeout=30, what="the run to end")
