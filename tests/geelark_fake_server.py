@@ -4,7 +4,16 @@ It checks the authentication headers of every request against the test credentia
 the documented 40003 when they are wrong), simulates phones (list with paging, start, stop,
 status, ADB, file upload) with the documented envelopes, and plays scripted answers first when a
 test queues them (`script(path, ...)`): an envelope dict (e.g. a 40007 on demand), `Http(status)`,
-or `Delay(seconds)`. Every request is recorded with its arrival time (`arrivals(path)`).
+`Delay(seconds)` or `Drop()` (close the connection unanswered); `Http(..., apply=True)` and
+`Drop()` simulate the request first, so the state changes although the client never hears of it.
+Every request is recorded with its arrival time (`arrivals(path)`).
+
+Automation tasks (Instagram Reels publishing, task query/detail/history/cancel/restart) follow
+docs/en/Cloud Phone API/Automation/...: `script_task(lifecycle=[...], ...)` decides how the next
+created task goes; by default it waits, runs, then completes with a share link. A task reports
+its current status to each task/query or task/detail that names it, then moves one step on; the
+last step sticks (a lifecycle ending "in_progress" runs until `release_task`). task/historyRecords
+lists tasks newest first and moves nothing. Created tasks are kept in `created_tasks`.
 """
 from __future__ import annotations
 
@@ -26,9 +35,18 @@ TEST_TOKEN = "test-bearer-token-42"
 
 @dataclass
 class Http:
-    """Answer with this HTTP status and raw body instead of an envelope."""
+    """Answer with this HTTP status and raw body instead of an envelope. With `apply` the request
+    is simulated first (e.g. a task created although the client sees a 500)."""
     status: int
     body: str = ""
+    apply: bool = False
+
+
+@dataclass
+class Drop:
+    """Close the connection without answering. With `apply` (the default) the request is
+    simulated first: the answer is lost, not the request."""
+    apply: bool = True
 
 
 @dataclass
@@ -52,6 +70,103 @@ class FakePhone:
     _adb_left: int = 0
 
 
+TASK_STATUSES = {"waiting": 1, "in_progress": 2, "completed": 3, "failed": 4, "cancelled": 7}
+
+# Wording of a few failure codes (our paraphrase of docs' "Task Failure Codes and Reasons").
+FAIL_DESCS = {
+    20002: "The machine is performing other tasks",
+    20003: "Execution timeout, check the publication",
+    20100: "No network connection",
+    20107: "Unable to load video",
+    20116: "The account is not logged in",
+    20129: "Device offline",
+    20136: "Account blocked",
+    20145: "Your account has repeatedly violated community guidelines",
+    20204: "Video upload was rejected",
+    20221: "Couldn't decode, select another video",
+    20257: "Video upload timed out",
+    29995: "Currently unavailable; maintenance in progress",
+    29996: "Proxy detection failed",
+    29997: "Insufficient balance",
+    29998: "The cloud phone has been deleted",
+    29999: "Unknown error",
+}
+
+
+def _status(value: Any) -> int:
+    return value if isinstance(value, int) else TASK_STATUSES[value]
+
+
+@dataclass
+class TaskScript:
+    lifecycle: list[int]
+    share_link: str | None = None
+    fail_code: int | None = None
+    fail_desc: str | None = None
+
+
+@dataclass
+class FakeTask:
+    id: str
+    name: str
+    phone_id: str
+    caption: str
+    videos: list[str]
+    schedule_at: int
+    remark: str = ""
+    need_share_link: bool = False
+    status: int = 1
+    fail_code: int | None = None
+    fail_desc: str = ""
+    share_link: str = ""
+    queries: int = 0
+    restarts: int = 0
+    script: TaskScript = field(default_factory=lambda: TaskScript([1, 2, 3]))
+    _next: list[int] = field(default_factory=list)
+
+    @property
+    def video_url(self) -> str:
+        return self.videos[0] if self.videos else ""
+
+    def begin(self, script: TaskScript) -> None:
+        self.script = script
+        self.status, self._next = script.lifecycle[0], list(script.lifecycle[1:])
+        self.fail_code, self.fail_desc, self.share_link = None, "", ""
+        self._settle()
+
+    def step(self) -> None:
+        """Called after each query that reported the task: on to the next status."""
+        self.queries += 1
+        if self._next:
+            self.status = self._next.pop(0)
+            self._settle()
+
+    def _settle(self) -> None:
+        if self.status == 3 and not self.share_link:
+            link = self.script.share_link
+            if link is None and self.need_share_link:
+                link = f"https://www.instagram.com/reel/FAKE{self.id[-6:]}/"
+            self.share_link = link or ""
+        if self.status in (4, 7) and self.script.fail_code is not None:
+            self.fail_code = self.script.fail_code
+            self.fail_desc = (self.script.fail_desc if self.script.fail_desc is not None
+                              else FAIL_DESCS.get(self.fail_code, "some reason"))
+        elif self.status == 4 and self.fail_code is None:
+            self.fail_code, self.fail_desc = 29999, FAIL_DESCS[29999]
+
+    def item(self, phone_name: str, *, share_link: bool = True) -> dict[str, Any]:
+        item: dict[str, Any] = {"id": self.id, "planName": self.name, "taskType": 42,
+                                "serialName": phone_name, "envId": self.phone_id,
+                                "scheduleAt": self.schedule_at, "status": self.status}
+        if self.fail_code is not None and self.status in (4, 7):
+            item["failCode"], item["failDesc"] = self.fail_code, self.fail_desc
+        if self.status in (3, 4, 7):
+            item["cost"] = 60
+        if share_link and self.share_link:
+            item["shareLink"] = self.share_link
+        return item
+
+
 @dataclass
 class Recorded:
     method: str
@@ -72,10 +187,13 @@ class FakeGeelark:
     uploads: dict[str, bytes] = field(default_factory=dict)
     upload_statuses: list[int] = field(default_factory=lambda: [1, 2])
     auth_failures: int = 0
+    tasks: dict[str, FakeTask] = field(default_factory=dict)   # automation tasks, by id
+    balance_ok: bool = True           # False: task creation answers 41001 Insufficient balance
 
     def __post_init__(self) -> None:
         self._scripts: dict[str, deque[Any]] = defaultdict(deque)
         self._tasks: dict[str, deque[int]] = {}
+        self._task_scripts: deque[TaskScript] = deque()
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -89,6 +207,29 @@ class FakeGeelark:
 
     def script(self, path: str, *responses: Any) -> None:
         self._scripts[path].extend(responses)
+
+    def script_task(self, lifecycle: Any = ("waiting", "in_progress", "completed"), *,
+                    share_link: str | None = None, fail_code: int | None = None,
+                    fail_desc: str | None = None) -> None:
+        """How the next created task goes (scripts queue up, one per task). `lifecycle`: statuses
+        by name or number, one per query. `share_link` None: a made-up link when the creation
+        asked for one. `fail_code`/`fail_desc`: reported once it is failed (or cancelled)."""
+        self._task_scripts.append(TaskScript([_status(x) for x in lifecycle], share_link,
+                                             fail_code, fail_desc))
+
+    def release_task(self, task_id: str, lifecycle: Any = ("completed",), *,
+                     share_link: str | None = None, fail_code: int | None = None,
+                     fail_desc: str | None = None) -> None:
+        """Move a task on: its next statuses become `lifecycle` (the first one at once)."""
+        with self._lock:
+            task = self.tasks[task_id]
+            task.begin(TaskScript([_status(x) for x in lifecycle], share_link, fail_code,
+                                  fail_desc))
+
+    @property
+    def created_tasks(self) -> list[FakeTask]:
+        with self._lock:
+            return list(self.tasks.values())
 
     def count(self, path: str, method: str = "POST") -> int:
         return sum(1 for r in self.requests if r.path == path and r.method == method)
@@ -268,6 +409,110 @@ class FakeGeelark:
         status = statuses.popleft() if len(statuses) > 1 else statuses[0]
         return _ok({"status": status})
 
+    # ---- automation tasks
+
+    def _rpa_task_instagramPubReels(self, body: dict[str, Any]) -> dict[str, Any]:
+        name, remark = body.get("name", ""), body.get("remark", "")
+        caption, videos, when = body.get("description"), body.get("video"), body.get("scheduleAt")
+        if (not isinstance(caption, str) or len(caption) > 2200 or not isinstance(when, int)
+                or not isinstance(videos, list) or not 1 <= len(videos) <= 10
+                or not all(isinstance(v, str) and v for v in videos)
+                or not isinstance(name, str) or len(name) > 128
+                or not isinstance(remark, str) or len(remark) > 200):
+            return {"code": 40004, "msg": "Parameter validation failed"}
+        phone = self.phones.get(str(body.get("id", "")))
+        if phone is None:
+            return {"code": 42001, "msg": "Cloud phone not found"}
+        if phone.status == 3:
+            return {"code": 43004, "msg": "Cloud phone has expired"}
+        if not self.balance_ok:
+            return {"code": 41001, "msg": "Insufficient balance"}
+        task = FakeTask(str(558017255909123564 + next(self._ids)), name, phone.id, caption,
+                        list(videos), when, remark, bool(body.get("needShareLink")))
+        task.begin(self._task_scripts.popleft() if self._task_scripts else TaskScript([1, 2, 3]))
+        self.tasks[task.id] = task
+        return _ok({"taskId": task.id})
+
+    def _phone_name(self, task: FakeTask) -> str:
+        phone = self.phones.get(task.phone_id)
+        return phone.name if phone else ""
+
+    def _task_query(self, body: dict[str, Any]) -> dict[str, Any]:
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
+            return {"code": 40004, "msg": "Parameter validation failed"}
+        items = []
+        for task_id in ids:
+            task = self.tasks.get(str(task_id))
+            if task is not None:
+                items.append(task.item(self._phone_name(task)))
+                task.step()
+        return _ok({"total": len(items), "items": items})
+
+    def _task_detail(self, body: dict[str, Any]) -> dict[str, Any]:
+        task = self.tasks.get(str(body.get("id", "")))
+        if task is None:
+            return {"code": 48002, "msg": "Task does not exist"}
+        # Task_Detail.md documents no shareLink.
+        data = task.item(self._phone_name(task), share_link=False)
+        finished = task.status in (3, 4, 7)
+        data.update({"resultImages": ["https://material.example/result.jpg"] if finished else [],
+                     "logs": ["[2025-06-04 02:38:00 025] Waiting for execution"] if finished
+                     else [], "searchAfter": [1749004889853], "logContinue": False})
+        task.step()
+        return _ok(data)
+
+    def _task_historyRecords(self, body: dict[str, Any]) -> dict[str, Any]:
+        size = int(body.get("size", 10))
+        if not 1 <= size <= 100:
+            return {"code": 40008, "msg": "pageSize exceeds maximum/minimum limit"}
+        tasks = list(reversed(self.tasks.values()))          # newest first
+        if body.get("ids"):
+            wanted = {str(i) for i in body["ids"]}
+            tasks = [t for t in tasks if t.id in wanted]
+        total = len(tasks)
+        if body.get("lastId"):
+            ids = [t.id for t in tasks]
+            tasks = tasks[ids.index(body["lastId"]) + 1:] if body["lastId"] in ids else []
+        # Batch_query_tasks.md documents no shareLink either.
+        items = [t.item(self._phone_name(t), share_link=False) for t in tasks[:size]]
+        return _ok({"total": total, "items": items})
+
+    def _task_batch(self, body: dict[str, Any], allowed: tuple[int, ...],
+                    act: Any) -> dict[str, Any]:
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
+            return {"code": 40004, "msg": "Parameter validation failed"}
+        failures = []
+        for task_id in ids:
+            task = self.tasks.get(str(task_id))
+            if task is None:
+                failures.append({"id": task_id, "code": 48002, "msg": "task does not exist"})
+            elif task.status not in allowed:
+                failures.append({"id": task_id, "code": 48001, "msg":
+                                 "the current task status does not allow the operation"})
+            else:
+                act(task)
+        data = {"totalAmount": len(ids), "successAmount": len(ids) - len(failures),
+                "failAmount": len(failures)}
+        if failures:
+            data["failDetails"] = failures
+        code = 0 if not failures else 40009 if len(failures) == len(ids) else 40006
+        return {"code": code, "msg": "success" if code == 0 else "partial success"
+                if code == 40006 else "process all failure", "data": data}
+
+    def _task_cancel(self, body: dict[str, Any]) -> dict[str, Any]:
+        def cancel(task: FakeTask) -> None:
+            task.status, task._next = 7, []
+        return self._task_batch(body, (1, 2), cancel)
+
+    def _task_restart(self, body: dict[str, Any]) -> dict[str, Any]:
+        def restart(task: FakeTask) -> None:
+            task.restarts += 1
+            task.begin(self._task_scripts.popleft() if self._task_scripts
+                       else TaskScript([1, 2, 3]))
+        return self._task_batch(body, (4, 7), restart)
+
 
 def _ok(data: Any) -> dict[str, Any]:
     return {"code": 0, "msg": "success", "data": data}
@@ -331,7 +576,14 @@ class _Handler(BaseHTTPRequestHandler):
                 envelope = self.server_state.simulate(self.path, body)
             time.sleep(scripted.seconds)
             return self._play(envelope, body, headers)
+        if isinstance(scripted, Drop):
+            if scripted.apply:
+                self.server_state.simulate(self.path, body)
+            self.close_connection = True      # no answer: the client sees the connection close
+            return
         if isinstance(scripted, Http):
+            if scripted.apply:
+                self.server_state.simulate(self.path, body)
             return self._send(scripted.status, scripted.body.encode(), "text/plain")
         if scripted is None:
             scripted = self.server_state.simulate(self.path, body)

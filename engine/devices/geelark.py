@@ -7,8 +7,15 @@ Every call is a POST with a JSON body to https://openapi.geelark.com/open/v1/...
 the envelope `{traceId, code, msg, data}`; `code` 0 is success. Batch calls answer per item in
 `data.failDetails`, which this module hands back (`BatchResult.failed`) rather than hiding.
 
-Reads are retried on transport errors and 5xx; writes (start, stop, uploadFile) are not, because a
-timed-out start may still have started the phone (the caller checks status instead).
+Reads are retried on transport errors and 5xx; writes (start, stop, uploadFile, task creation and
+cancellation) are not, because a timed-out start may still have started the phone (the caller
+checks status instead) and a timed-out task creation may still have created the task (the caller
+looks it up by name, `find_tasks_by_name`).
+
+Geelark's own publishing automation ("RPA tasks", docs/en/Cloud Phone API/Automation/...) is driven
+by `create_reels_task`, `query_tasks`, `task_detail`, `find_tasks_by_name`, `cancel_tasks` and
+`restart_tasks`; `classify_task_failure` maps the failure codes a task reports into postdeck's
+error categories.
 """
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import httpx
 
-from engine.errors import CONTENT, INFRASTRUCTURE, PostError
+from engine.errors import ACCOUNT, CONTENT, INFRASTRUCTURE, OUTCOME_UNKNOWN, UNKNOWN, PostError
 
 log = logging.getLogger("postdeck.geelark")
 
@@ -51,11 +58,27 @@ ADB_GET_DATA = "/open/v1/adb/getData"
 UPLOAD_GET_URL = "/open/v1/upload/getUrl"
 PHONE_UPLOAD_FILE = "/open/v1/phone/uploadFile"
 PHONE_UPLOAD_RESULT = "/open/v1/phone/uploadFile/result"
+# Automation tasks: docs/en/Cloud Phone API/Automation/Instagram/Instagram_publish_Reels_video.md
+# and .../Automation/Task Management/ (Query_task, Task_Detail, Batch_query_tasks, Cancel_task,
+# Retry_Task).
+TASK_INSTAGRAM_REELS = "/open/v1/rpa/task/instagramPubReels"
+TASK_QUERY = "/open/v1/task/query"
+TASK_DETAIL = "/open/v1/task/detail"
+TASK_HISTORY = "/open/v1/task/historyRecords"
+TASK_CANCEL = "/open/v1/task/cancel"
+TASK_RESTART = "/open/v1/task/restart"
 
 MAX_PAGE_SIZE = 100       # phone/list
 MAX_BATCH_IDS = 100       # phone/status allows 100 (start/stop/adb allow 200): use the smaller
 UPLOAD_FILE_TYPES = frozenset(
     {"jpg", "jpeg", "png", "gif", "bmp", "webp", "heif", "heic", "mp4", "webm", "xml", "apk", "xapk"})
+MAX_TASK_IDS = 100        # task/query, task/historyRecords and task/cancel take 100 ids at most
+MAX_TASK_PAGE_SIZE = 100  # task/historyRecords `size`
+# Limits of instagramPubReels.
+MAX_TASK_NAME = 128
+MAX_TASK_REMARK = 200
+MAX_REELS_CAPTION = 2200
+MAX_REELS_VIDEOS = 10
 
 # Envelope codes that carry per-item results in `data` (partial / complete batch failure).
 PARTIAL_SUCCESS = 40006
@@ -68,6 +91,19 @@ class PhoneState(IntEnum):
     STARTING = 1
     SHUT_DOWN = 2
     EXPIRED = 3
+
+
+class TaskStatus(IntEnum):
+    """`status` of an automation task (task/query, task/detail, task/historyRecords)."""
+    WAITING = 1
+    IN_PROGRESS = 2
+    COMPLETED = 3
+    FAILED = 4
+    CANCELLED = 7
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 class UploadStatus(IntEnum):
@@ -168,6 +204,23 @@ class GeelarkUploadFailed(GeelarkError):
     default_type = "geelark_upload_failed"
 
 
+class GeelarkTaskTimeout(GeelarkError):
+    """An automation task did not finish in time. It may still run (and post) later: the caller
+    cancels it (`cancel_tasks`) and looks at it again before deciding anything. `task` is the last
+    TaskInfo seen."""
+    default_type = "geelark_task_timeout"
+
+    def __init__(self, message: str, *, task: "TaskInfo | None" = None, **kw: Any):
+        super().__init__(message, **kw)
+        self.task = task
+
+
+class GeelarkTaskSearchIncomplete(GeelarkError):
+    """`find_tasks_by_name` stopped at `max_pages` before the end of the task history, so a task
+    of that name may exist that was not seen."""
+    default_type = "geelark_task_search_incomplete"
+
+
 # Codes from docs/en/Error Codes/Cloud_Phone_Error_Codes.md and the per-endpoint pages.
 _CODE_ERRORS: dict[int, type[GeelarkError]] = {
     40002: GeelarkAuthError,         # traceId empty
@@ -192,12 +245,155 @@ _CODE_ERRORS: dict[int, type[GeelarkError]] = {
 }
 RATE_LIMIT_CODES = frozenset(c for c, e in _CODE_ERRORS.items() if e is GeelarkRateLimited)
 
+# Codes that need no class of their own but a precise error type (Task section of
+# docs/en/Error Codes/Cloud_Phone_Error_Codes.md, and the per-item codes of Cancel_task.md and
+# Retry_Task.md).
+_CODE_TYPES: dict[int, str] = {
+    41000: "geelark_balance",        # insufficient task points
+    41001: "geelark_balance",        # insufficient balance
+    43039: "geelark_maintenance",    # currently unavailable, maintenance in progress
+    48000: "task_retry_limit",       # a task may be retried 5 times at most
+    48001: "task_state_conflict",    # status does not allow the operation (already finished)
+    48002: "task_not_found",
+    48003: "material_expired",       # the task's (temporary) material has expired
+}
+
 
 def error_for_code(code: int, msg: str, **context: Any) -> GeelarkError:
     """The typed error for a Geelark result code (envelope or per-item)."""
     cls = _CODE_ERRORS.get(code, GeelarkError)
     where = f" ({context['endpoint']})" if context.get("endpoint") else ""
+    if cls is GeelarkError and code in _CODE_TYPES:
+        context.setdefault("error_type", _CODE_TYPES[code])
     return cls(f"Geelark error {code}: {msg}{where}", code=code, **context)
+
+
+# ------------------------------------------------------------------------ task failure classes
+#
+# The failure codes an automation task reports in `failCode`/`failDesc` ("Task Failure Codes and
+# Reasons" in docs/en/Cloud Phone API/Automation/Task Management/Query_task.md; the same table is in
+# Task_Detail.md and Batch_query_tasks.md). The table is shared by every platform's tasks, TikTok
+# wording included; only the codes that can end an Instagram Reels posting are grouped below, the
+# rest are UNKNOWN.
+
+GEELARK_BALANCE = "geelark_balance"
+PHONE_DELETED = "phone_deleted"
+PHONE_EXPIRED = "phone_expired"
+TASK_FAILED = "geelark_task_failed"
+# Error types after which no further task should be created: the balance (the whole team) or the
+# phone (every job of that phone) is gone, and retrying only fails again. GeelarkExpired carries
+# `phone_expired`, and an envelope 41000/41001 at creation carries `geelark_balance`, so these
+# types mean the same whether the task failed or could not be created.
+RUN_STOPPING_TYPES = frozenset({GEELARK_BALANCE, PHONE_DELETED, PHONE_EXPIRED})
+
+
+def _codes(*spans: int | tuple[int, int]) -> list[int]:
+    out: list[int] = []
+    for span in spans:
+        out.extend(range(span[0], span[1] + 1) if isinstance(span, tuple) else [span])
+    return out
+
+
+_TASK_FAILURES: dict[int, tuple[str, str]] = {}
+for _category, _type, _spans in [
+    # The account cannot post. Types from engine.errors.BLOCKING_TYPES, so the account is blocked.
+    (ACCOUNT, "logged_out", (20116, 20128, 20130, 20144, 20324)),   # not logged in / bad password
+    (ACCOUNT, "banned", (20136,)),                                  # account blocked
+    (ACCOUNT, "suspended", (20137,                                  # blocked, can appeal
+                            20145,                                  # repeated guideline violations
+                            20264)),                                # temporarily restricted
+    (ACCOUNT, "verification", (20133, 20138, 20139, 20140, 20142, (20333, 20334))),  # captchas
+    (ACCOUNT, "login_check_failed", (20115,)),
+    # The video itself.
+    (CONTENT, "corrupted_video", (20107,                            # unable to load video
+                                  20221)),                          # could not decode
+    (CONTENT, "upload_rejected", (20204,)),                         # video upload was rejected
+    (CONTENT, "video_missing", (20220,)),                           # download link is empty
+    (CONTENT, "audio_rejected", (20222, 20244, 20252, 20253)),      # sound unavailable/removed
+    # The farm, the network or Geelark: worth another attempt.
+    (INFRASTRUCTURE, "phone_busy", (20002,)),                       # phone runs another task
+    (INFRASTRUCTURE, "task_cancelled", (20005, 20006)),
+    (INFRASTRUCTURE, "network", (20100, 20108, 20134, 20141, 20262, 20502)),
+    (INFRASTRUCTURE, "proxy_failed", (20101, 20109, 20110, 20113, 20114, 20118, 20119, 20123,
+                                      29996)),
+    (INFRASTRUCTURE, "phone_start_failed", (20102, 20103)),
+    (INFRASTRUCTURE, "device_offline", (20129,)),
+    (INFRASTRUCTURE, "app_setup_failed", (20007, 20008, 20105, 20111, 20112, 20122)),
+    (INFRASTRUCTURE, "video_download_failed", (20200, 20208)),
+    (INFRASTRUCTURE, "upload_failed", (20201, 20202, 20203)),
+    (INFRASTRUCTURE, "upload_timeout", (20257,)),
+    (INFRASTRUCTURE, "element_not_found", ((20205, 20207), (20209, 20215), 20242, 20258)),
+    (INFRASTRUCTURE, "timeout", (20124, 20132, 20230, 20245)),
+    (INFRASTRUCTURE, "geelark_maintenance", (29995,)),
+    # Run-stopping (see RUN_STOPPING_TYPES).
+    (INFRASTRUCTURE, GEELARK_BALANCE, (29997,)),
+    (INFRASTRUCTURE, PHONE_DELETED, (29998,)),
+    # "Execution timeout. Please view the publication": the post may be public. Never retried
+    # automatically (engine.errors: a retry could double-post).
+    (UNKNOWN, OUTCOME_UNKNOWN, (20003,)),
+    # Not public, but kept as a draft on the phone: a person decides.
+    (UNKNOWN, "saved_to_drafts", (20251,)),
+]:
+    for _code in _codes(*_spans):
+        _TASK_FAILURES[_code] = (_category, _type)
+del _category, _type, _spans, _code
+
+# For codes the docs do not list (yet): the message, matched case-insensitively, most specific
+# first. Kept to the phrases of the docs' own table.
+_TASK_FAILURE_PHRASES: list[tuple[str, tuple[str, str]]] = [
+    ("insufficient balance", (INFRASTRUCTURE, GEELARK_BALANCE)),
+    ("has been deleted", (INFRASTRUCTURE, PHONE_DELETED)),
+    ("not logged in", (ACCOUNT, "logged_out")),
+    ("repeatedly violated", (ACCOUNT, "suspended")),
+    ("temporarily restricted", (ACCOUNT, "suspended")),
+    ("account has been blocked", (ACCOUNT, "suspended")),
+    ("account blocked", (ACCOUNT, "banned")),
+    ("decode", (CONTENT, "corrupted_video")),
+    ("unable to load video", (CONTENT, "corrupted_video")),
+    ("upload was rejected", (CONTENT, "upload_rejected")),
+    ("performing other tasks", (INFRASTRUCTURE, "phone_busy")),
+    ("device offline", (INFRASTRUCTURE, "device_offline")),
+    ("maintenance", (INFRASTRUCTURE, "geelark_maintenance")),
+    ("proxy", (INFRASTRUCTURE, "proxy_failed")),
+    ("no network", (INFRASTRUCTURE, "network")),
+]
+
+
+def classify_task_failure(fail_code: int | None, fail_desc: str | None = None) -> tuple[str, str]:
+    """(category, error_type) of a failed automation task, from its `failCode` (and, for a code
+    the docs do not list, its `failDesc`). Unrecognised failures are (UNKNOWN,
+    "geelark_task_failed"); 29999 "Unknown error" is one of them."""
+    try:
+        code = int(fail_code) if fail_code is not None else None
+    except (TypeError, ValueError):
+        code = None
+    if code is not None and code in _TASK_FAILURES:
+        return _TASK_FAILURES[code]
+    desc = (fail_desc or "").lower()
+    if code != 29999:
+        for phrase, classification in _TASK_FAILURE_PHRASES:
+            if phrase in desc:
+                return classification
+    return (UNKNOWN, TASK_FAILED)
+
+
+class GeelarkTaskFailed(PostError):
+    """An automation task ended failed (or cancelled). Unlike GeelarkError its category is not
+    always `infrastructure`: it is what `classify_task_failure` makes of the task's failure code."""
+
+    def __init__(self, task: "TaskInfo"):
+        category, error_type = task.classification() or (UNKNOWN, TASK_FAILED)
+        what = "was cancelled" if task.status == TaskStatus.CANCELLED else "failed"
+        reason = f": {task.fail_code} {task.fail_desc}".rstrip() if task.fail_code else (
+            f": {task.fail_desc}" if task.fail_desc else "")
+        super().__init__(f"Geelark task {task.id} ({task.name or 'unnamed'}) {what}{reason}",
+                         error_type, category)
+        self.task = task
+        self.code = task.fail_code
+
+    @property
+    def run_stopping(self) -> bool:
+        return self.error_type in RUN_STOPPING_TYPES
 
 
 # ---------------------------------------------------------------------------------- credentials
@@ -420,6 +616,80 @@ class BatchResult:
         self.ok.extend(other.ok)
         self.failed.update(other.failed)
         self.details.update(other.details)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One automation task as task/query, task/detail or task/historyRecords report it, parsed
+    leniently: missing fields are empty, an unknown `status` is None (not finished, as far as we
+    know). `share_link` is only filled by task/query (task/detail and task/historyRecords do not
+    document it); `logs` and `result_images` only by task/detail."""
+    id: str
+    name: str = ""                       # planName: the `name` given at creation
+    status: TaskStatus | None = None
+    fail_code: int | None = None
+    fail_desc: str = ""
+    share_link: str = ""
+    phone_id: str = ""                   # envId
+    phone_name: str = ""                 # serialName
+    task_type: int | None = None
+    schedule_at: int | None = None       # seconds
+    cost: int | None = None              # seconds it took to complete or fail
+    result_images: tuple[str, ...] = ()
+    logs: tuple[str, ...] = ()
+    raw_status: Any = None
+
+    @classmethod
+    def from_api(cls, item: Mapping[str, Any]) -> "TaskInfo":
+        raw_status = item.get("status")
+        status = _int_or_none(raw_status)
+        fail_code = _int_or_none(item.get("failCode"))
+        return cls(
+            id=str(item.get("id") or item.get("taskId") or ""),
+            name=str(item.get("planName") or item.get("name") or ""),
+            status=TaskStatus(status) if status in tuple(TaskStatus) else None,
+            fail_code=fail_code or None,     # 0 (or absent) means no failure
+            fail_desc=str(item.get("failDesc") or ""),
+            share_link=str(item.get("shareLink") or ""),
+            phone_id=str(item.get("envId") or ""),
+            phone_name=str(item.get("serialName") or ""),
+            task_type=_int_or_none(item.get("taskType")),
+            schedule_at=_int_or_none(item.get("scheduleAt")),
+            cost=_int_or_none(item.get("cost")),
+            result_images=tuple(str(i) for i in item.get("resultImages") or () if i),
+            logs=tuple(str(line) for line in item.get("logs") or ()),
+            raw_status=raw_status,
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not None and self.status.terminal
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == TaskStatus.COMPLETED
+
+    def classification(self) -> tuple[str, str] | None:
+        """(category, error_type) of a failed or cancelled task; None while it runs or when it
+        completed."""
+        if self.status == TaskStatus.FAILED:
+            return classify_task_failure(self.fail_code, self.fail_desc)
+        if self.status == TaskStatus.CANCELLED:
+            if self.fail_code:
+                return classify_task_failure(self.fail_code, self.fail_desc)
+            return (INFRASTRUCTURE, "task_cancelled")
+        return None
+
+    def error(self) -> GeelarkTaskFailed | None:
+        """The PostError of a failed or cancelled task (None otherwise)."""
+        return GeelarkTaskFailed(self) if self.classification() is not None else None
 
 
 def _parse_batch(data: Any, requested: list[str]) -> BatchResult:
@@ -734,6 +1004,170 @@ class GeelarkClient:
                 raise GeelarkUploadFailed(f"Geelark upload of {path.name} to phone {phone_id} "
                                           f"timed out after {timeout:.0f}s (task {task_id})")
             self.sleep(poll_interval)
+
+    def upload_video(self, path: Path) -> str:
+        """Upload a local video as a temporary Geelark file (docs/en/Cloud Phone API/File
+        Management/Upload_temporary_files_to_GeeLark.md: getUrl, then a bare PUT) and return its
+        resource URL, which an automation task takes as `video`. Geelark keeps the file a few
+        days (the docs say 3, an older copy 30): upload per task, not once per campaign."""
+        path = Path(path)
+        if not path.is_file():
+            raise PostError(f"video {path} not found", "video_missing", CONTENT)
+        upload_url, resource_url = self.get_upload_url(path.suffix)
+        self.put_file(upload_url, path)
+        return resource_url
+
+    # ---- automation tasks
+
+    def create_reels_task(self, phone_id: str, video_url: str, caption: str, name: str,
+                          schedule_at: float | None = None, *, remark: str = "",
+                          need_share_link: bool = True) -> str:
+        """Have Geelark post `video_url` as an Instagram Reel from the phone; returns the task id.
+
+        docs/en/Cloud Phone API/Automation/Instagram/Instagram_publish_Reels_video.md. `name`
+        (128 characters at most) is how the task is found again when the answer is lost
+        (`find_tasks_by_name`): give every attempt a name of its own. `schedule_at` (seconds;
+        default now) is when Geelark runs it. `need_share_link` asks Geelark to fetch the post's
+        share link (a newer field of the docs; task/query then reports `shareLink`).
+
+        Not retried: a repeat could post the video twice. On GeelarkUnavailable with
+        `maybe_applied` the task may exist; look it up by name before creating another."""
+        name = str(name)
+        if not name or len(name) > MAX_TASK_NAME:
+            raise ValueError(f"a Geelark task name needs 1 to {MAX_TASK_NAME} characters "
+                             f"(got {len(name)})")
+        if len(remark) > MAX_TASK_REMARK:
+            raise ValueError(f"a Geelark task remark takes {MAX_TASK_REMARK} characters at most")
+        if len(caption) > MAX_REELS_CAPTION:
+            raise PostError(f"caption too long for Instagram via Geelark: {len(caption)} "
+                            f"characters, {MAX_REELS_CAPTION} at most", "caption_rejected",
+                            CONTENT)
+        if not video_url:
+            raise PostError("no video URL for the Geelark task", "video_missing", CONTENT)
+        when = int(self.wall_clock() if schedule_at is None else schedule_at)
+        body: dict[str, Any] = {"id": str(phone_id), "name": name, "scheduleAt": when,
+                                "description": caption, "video": [str(video_url)]}
+        if remark:
+            body["remark"] = remark
+        if need_share_link:
+            body["needShareLink"] = True
+        data = self.call(TASK_INSTAGRAM_REELS, body, idempotent=False) or {}
+        task_id = data.get("taskId") if isinstance(data, dict) else None
+        if not task_id:
+            raise GeelarkError(f"Geelark {TASK_INSTAGRAM_REELS} answered without a taskId "
+                               "(the task may exist: look it up by name)",
+                               endpoint=TASK_INSTAGRAM_REELS)
+        return str(task_id)
+
+    def query_tasks(self, ids: Iterable[str]) -> list[TaskInfo]:
+        """The tasks with these ids (task/query, 100 ids per call); ids Geelark does not know are
+        left out. The only read that reports `shareLink`."""
+        ids = [str(i) for i in ids]
+        tasks: list[TaskInfo] = []
+        for start in range(0, len(ids), MAX_TASK_IDS):
+            data = self.call(TASK_QUERY, {"ids": ids[start:start + MAX_TASK_IDS]},
+                             idempotent=True) or {}
+            tasks.extend(TaskInfo.from_api(item) for item in data.get("items") or ()
+                         if isinstance(item, dict))
+        return tasks
+
+    def query_task(self, task_id: str) -> TaskInfo:
+        for task in self.query_tasks([task_id]):
+            if task.id == str(task_id):
+                return task
+        raise GeelarkError(f"Geelark task {task_id} not found", code=48002,
+                           endpoint=TASK_QUERY, error_type="task_not_found")
+
+    def task_detail(self, task_id: str) -> TaskInfo:
+        """One task with its screenshots and (first page of) logs (task/detail). No share link:
+        use query_tasks for that."""
+        data = self.call(TASK_DETAIL, {"id": str(task_id)}, idempotent=True) or {}
+        if not isinstance(data, dict) or not data:
+            raise GeelarkError(f"Geelark task {task_id}: empty detail", endpoint=TASK_DETAIL)
+        return TaskInfo.from_api(data)
+
+    def _task_history_pages(self, page_size: int) -> Iterator[tuple[list[TaskInfo], bool]]:
+        """(tasks of one page, whether another page follows) of task/historyRecords."""
+        page_size = max(1, min(MAX_TASK_PAGE_SIZE, page_size))
+        last_id: str | None = None
+        while True:
+            body: dict[str, Any] = {"size": page_size}
+            if last_id is not None:
+                body["lastId"] = last_id
+            data = self.call(TASK_HISTORY, body, idempotent=True) or {}
+            items = [i for i in data.get("items") or () if isinstance(i, dict)]
+            next_id = str(items[-1].get("id") or "") if items else ""
+            # A short page is the last one; so is a page that would not move the cursor.
+            more = len(items) == page_size and next_id not in ("", last_id)
+            yield [TaskInfo.from_api(item) for item in items], more
+            if not more:
+                return
+            last_id = next_id
+
+    def iter_task_history(self, page_size: int = MAX_TASK_PAGE_SIZE) -> Iterator[TaskInfo]:
+        """Every task scheduled within the past 7 days, page after page (task/historyRecords:
+        `size` at most 100, the next page after the last `id` of the previous one)."""
+        for tasks, _more in self._task_history_pages(page_size):
+            yield from tasks
+
+    def find_tasks_by_name(self, name: str, *, phone_id: str | None = None,
+                           max_pages: int | None = None,
+                           page_size: int = MAX_TASK_PAGE_SIZE) -> list[TaskInfo]:
+        """Tasks named exactly `name` (optionally of one phone only).
+
+        No task endpoint filters by name (task/query and task/historyRecords take ids only), so
+        this pages through task/historyRecords, which holds the tasks scheduled within the past
+        7 days, keeps the matches and reads them again with task/query (for the share link).
+        Raises GeelarkTaskSearchIncomplete when `max_pages` ran out before the history did:
+        "not found" would then be a guess."""
+        name = str(name)
+        found: list[TaskInfo] = []
+        for pages, (tasks, more) in enumerate(self._task_history_pages(page_size), 1):
+            found.extend(t for t in tasks
+                         if t.name == name and (phone_id is None or t.phone_id == str(phone_id)))
+            if more and max_pages is not None and pages >= max_pages:
+                raise GeelarkTaskSearchIncomplete(
+                    f"Geelark task history is longer than {max_pages} pages; a task named "
+                    f"{name!r} may exist unseen", endpoint=TASK_HISTORY)
+        if not found:
+            return []
+        fresh = {t.id: t for t in self.query_tasks([t.id for t in found])}
+        return [fresh.get(t.id, t) for t in found]
+
+    def wait_task(self, task_id: str, timeout: float = 1800.0,
+                  poll_interval: float = 15.0) -> TaskInfo:
+        """Poll task/query until the task has finished (completed, failed or cancelled) and return
+        it. Raises GeelarkTaskTimeout (the task may still run: cancel it)."""
+        deadline = self.clock() + timeout
+        while True:
+            task = self.query_task(task_id)
+            if task.finished:
+                return task
+            if self.clock() >= deadline:
+                state = task.status.name.lower() if task.status else f"status {task.raw_status!r}"
+                raise GeelarkTaskTimeout(f"Geelark task {task_id} not finished after "
+                                         f"{timeout:.0f}s ({state})", task=task,
+                                         endpoint=TASK_QUERY)
+            self.sleep(poll_interval)
+
+    def cancel_tasks(self, ids: Iterable[str]) -> BatchResult:
+        """Cancel waiting or running tasks (task/cancel). Per-item failures: 48001 (already
+        finished: read it, it may have posted), 48002 (unknown). Not retried, like every write."""
+        return self._batched_tasks(TASK_CANCEL, ids)
+
+    def restart_tasks(self, ids: Iterable[str]) -> BatchResult:
+        """Run failed or cancelled tasks again (task/restart, 5 times per task at most; tasks
+        created through the API are never retried by Geelark itself). Not retried."""
+        return self._batched_tasks(TASK_RESTART, ids)
+
+    def _batched_tasks(self, path: str, ids: Iterable[str]) -> BatchResult:
+        ids = [str(i) for i in ids]
+        result = BatchResult()
+        for start in range(0, len(ids), MAX_TASK_IDS):
+            chunk = ids[start:start + MAX_TASK_IDS]
+            data = self.call(path, {"ids": chunk}, idempotent=False, batch=True)
+            result.merge(_parse_batch(data, chunk))
+        return result
 
 
 # ------------------------------------------------------------------------------------- provider
