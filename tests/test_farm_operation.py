@@ -351,7 +351,6 @@ def test_phones_left_on_by_a_killed_run_are_turned_off_by_the_next(campaigns_dir
 
 
 def test_a_video_that_does_not_decode_fails_before_its_phone_starts(campaigns_dir):
-    from conftest import real_mp4
     sim = fast_sim(boot_seconds=0.2, post_seconds=0.2)
     root = write_campaign(campaigns_dir / "c", [("good", "phone0"), ("bad", "phone1")], 2,
                           {"simulation": sim, "check_videos": True}, real_videos=True)
