@@ -8,13 +8,16 @@ COLUMNS = (
     "job_id", "account", "video_path", "caption", "status", "worker_id", "claimed_at",
     "completed_at", "error", "attempts", "max_attempts", "retry_at", "error_type",
     "error_category", "pass_number", "run_id", "video_id", "phone_id", "phase", "claim_id",
+    "task_id",
 )
-ACCEPTED_HEADERS = (COLUMNS, COLUMNS[:17], COLUMNS[:9])
+# Older files load unchanged (padded): the earlier system's 9 and 17 columns, and postdeck's 20
+# before remote tasks (task_id) were added.
+ACCEPTED_HEADERS = (COLUMNS, COLUMNS[:20], COLUMNS[:17], COLUMNS[:9])
 WIDTH = len(COLUMNS)
 
 (JOB_ID, ACCOUNT, VIDEO_PATH, CAPTION, STATUS, WORKER_ID, CLAIMED_AT, COMPLETED_AT, ERROR,
  ATTEMPTS, MAX_ATTEMPTS, RETRY_AT, ERROR_TYPE, ERROR_CATEGORY, PASS_NUMBER, RUN_ID, VIDEO_ID,
- PHONE_ID, PHASE, CLAIM_ID) = range(WIDTH)
+ PHONE_ID, PHASE, CLAIM_ID, TASK_ID) = range(WIDTH)
 
 
 
@@ -43,3 +46,6 @@ STATUSES = tuple(s.value for s in Status)
 PHASES = tuple(p.value for p in Phase)
 
 LEDGER_COLUMNS = ("posted_at", "account", "video_path", "job_id")
+# A line may carry a fifth cell: the post's link (geelark-task), proof of the post. The header
+# stays the four columns the earlier system wrote, so its ledgers and ours stay one format.
+LEDGER_LINK = "link"

@@ -27,6 +27,8 @@ from .rules import as_int, now_iso
 TRANSITIONS: dict[str, tuple[frozenset[Status], frozenset[Status]]] = {
     "claim": (frozenset({Status.PENDING, Status.RETRYING}), frozenset({Status.CLAIMED})),
     "set_phase": (frozenset({Status.CLAIMED}), frozenset({Status.CLAIMED})),
+    "set_task": (frozenset({Status.CLAIMED}), frozenset({Status.CLAIMED})),
+    "watch": (frozenset({Status.CLAIMED}), frozenset({Status.CLAIMED})),
     "complete": (frozenset({Status.CLAIMED}), frozenset({Status.SUCCESS})),
     "fail": (frozenset({Status.CLAIMED}), frozenset({Status.RETRYING, Status.FAILED})),
     "release": (frozenset({Status.CLAIMED}),
@@ -117,6 +119,7 @@ def claim(row: list[str], worker_id: str, claim_id: str, now: float, phone: str,
     row[C.PHONE_ID] = phone
     row[C.RUN_ID] = run_id or row[C.RUN_ID]
     row[C.COMPLETED_AT] = ""
+    row[C.TASK_ID] = ""          # a new attempt gets a task of its own
     return Job.from_row(row)
 
 
@@ -128,6 +131,28 @@ def set_phase(row: list[str], phase: str) -> None:
         raise IllegalTransition(f"job {row[C.JOB_ID]} cannot go back from {row[C.PHASE]} to "
                                 f"{new}")
     row[C.PHASE] = new
+
+
+@transition("set_task")
+def set_task(row: list[str], task_id: str) -> None:
+    """The remote task that publishes this attempt: only in phase publishing (it was created
+    after the phase was written), and never replaced (one attempt, one task)."""
+    if (row[C.PHASE] or Phase.CLAIMED) != Phase.PUBLISHING:
+        raise IllegalTransition(f"job {row[C.JOB_ID]} records a task only while publishing")
+    if row[C.TASK_ID] and row[C.TASK_ID] != task_id:
+        raise IllegalTransition(f"job {row[C.JOB_ID]} already has task {row[C.TASK_ID]}")
+    row[C.TASK_ID] = task_id
+
+
+@transition("watch")
+def watch(row: list[str], watcher: str, run_id: str) -> None:
+    """A publishing claim whose worker is gone but whose remote task still runs: the run's
+    supervisor takes it over and watches the task. The claim stays (the account stays busy and
+    counts toward its limit) until the task ends."""
+    if (row[C.PHASE] or Phase.CLAIMED) != Phase.PUBLISHING:
+        raise IllegalTransition(f"job {row[C.JOB_ID]} is watched only while publishing")
+    row[C.WORKER_ID] = watcher
+    row[C.RUN_ID] = run_id
 
 
 @transition("complete")

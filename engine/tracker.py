@@ -280,7 +280,7 @@ class ProgressStore:
                 posted = PostedVideos()
                 posted.names = cache[2]
                 for cells in lines:
-                    if len(cells) == len(C.LEDGER_COLUMNS):
+                    if len(cells) in (len(C.LEDGER_COLUMNS), len(C.LEDGER_COLUMNS) + 1):
                         posted.add(cells[2], cells[3])
                     else:
                         for cell in cells:
@@ -347,13 +347,31 @@ class ProgressStore:
 
         self._locked(change)
 
+    def set_task(self, job_id: str, claim_id: str, task_id: str) -> None:
+        """Record the remote task publishing this claim, so recovery can ask what became of it."""
+        def change(table: Table, now: float):
+            lifecycle.set_task(self._own(table, job_id, claim_id), task_id)
+            return True, None
+
+        self._locked(change)
+
+    def watch(self, job_id: str, claim_id: str, watcher: str) -> None:
+        """The supervisor takes over a publishing claim whose task still runs (lifecycle.watch)."""
+        def change(table: Table, now: float):
+            lifecycle.watch(self._own(table, job_id, claim_id), watcher, self.run_id)
+            return True, None
+
+        self._locked(change)
+
     def complete(self, job_id: str, claim_id: str, video_id: str = "") -> None:
         """Success. The ledger line is written first: if we die between the two writes the job
         ends as an unknown outcome in the progress file but the video is never posted again."""
 
         def change(table: Table, now: float):
             row = self._own(table, job_id, claim_id)
-            self._append_ledger([(now_iso(now), row[C.ACCOUNT], row[C.VIDEO_PATH], job_id)])
+            link = video_id if video_id.startswith(("http://", "https://")) else ""
+            entry = (now_iso(now), row[C.ACCOUNT], row[C.VIDEO_PATH], job_id)
+            self._append_ledger([entry + (link,) if link else entry])
             lifecycle.complete(row, now, video_id)
             return True, None
 
@@ -562,6 +580,8 @@ class ProgressStore:
                 start, line = line, reader.line_num + 1
                 if len(row) == len(C.LEDGER_COLUMNS):
                     entries.append(dict(zip(C.LEDGER_COLUMNS, row)))
+                elif len(row) == len(C.LEDGER_COLUMNS) + 1:     # with the post's link
+                    entries.append(dict(zip(C.LEDGER_COLUMNS + (C.LEDGER_LINK,), row)))
                 elif any(cell.strip() for cell in row):
                     damaged.append(DamagedLine(start, row))
         except csv.Error:

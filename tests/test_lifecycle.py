@@ -17,6 +17,8 @@ POLICY = L.RetryPolicy(retry_delay_s=60, max_passes=3)
 CALLS = {
     "claim": lambda r: L.claim(r, "w1", "c" * 32, T0, "p1", "run", 3),
     "set_phase": lambda r: L.set_phase(r, "preparing"),
+    "set_task": lambda r: L.set_task(r, "task-1"),
+    "watch": lambda r: L.watch(r, "watch", "run2"),
     "complete": lambda r: L.complete(r, T0, "vid"),
     "fail": lambda r: L.fail(r, T0, "network error", Classification("infrastructure", "network"),
                              POLICY, 3),
@@ -34,7 +36,9 @@ def test_every_transition_has_a_call_here():
 @pytest.mark.parametrize("name", sorted(CALLS))
 @pytest.mark.parametrize("status", list(Status))
 def test_a_transition_starts_only_where_the_table_says(name, status):
-    r = row("j1", "acc_a", status, attempts="1", phase="claimed" if status == C.CLAIMED else "")
+    phase = (("publishing" if name in ("set_task", "watch") else "claimed")
+             if status == C.CLAIMED else "")
+    r = row("j1", "acc_a", status, attempts="1", phase=phase)
     before = r[:]
     starts, ends = L.TRANSITIONS[name]
     if status in starts:
@@ -44,6 +48,25 @@ def test_a_transition_starts_only_where_the_table_says(name, status):
         with pytest.raises(L.IllegalTransition):
             CALLS[name](r)
         assert r == before, "a refused transition changed the row"
+
+
+def test_a_task_is_recorded_only_while_publishing_and_never_replaced():
+    r = row("j1", "acc_a", C.CLAIMED, phase="preparing")
+    with pytest.raises(L.IllegalTransition):
+        L.set_task(r, "t1")
+    assert r[C.TASK_ID] == ""
+    r[C.PHASE] = "publishing"
+    L.set_task(r, "t1")
+    L.set_task(r, "t1")          # the same id again is harmless
+    with pytest.raises(L.IllegalTransition):
+        L.set_task(r, "t2")
+    assert r[C.TASK_ID] == "t1"
+
+
+def test_a_new_claim_starts_without_the_last_attempts_task():
+    r = row("j1", "acc_a", C.RETRYING, attempts="1", task_id="t-old")
+    L.claim(r, "w1", "c" * 32, T0, "p1", "run", 3)
+    assert r[C.TASK_ID] == ""
 
 
 def test_a_phase_never_goes_back():

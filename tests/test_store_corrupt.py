@@ -35,7 +35,7 @@ CORRUPT = {
     "wrong_header": (GOOD.replace(b"job_id,account", b"id,account", 1), 1, "header"),
     "bom_header": (b"\xef\xbb\xbf" + GOOD, 1, "header"),
     "too_few_fields": (HEADER + J1 + b"j9,acc_z,/v.mp4,cap,pending\n", 3, "5 fields"),
-    "too_many_fields": (HEADER + J1.replace(b"\n", b",extra\n"), 2, "21 fields"),
+    "too_many_fields": (HEADER + J1.replace(b"\n", b",extra\n"), 2, f"{C.WIDTH + 1} fields"),
     "truncated_last_line": (GOOD[:-25], 5, "fields"),
     "truncated_in_quotes": (GOOD[:GOOD.index(b"two") + 3], 3, "cut off"),
     "unknown_status": (_replace_status(GOOD, b"j3", b"done"), 5, "unknown status 'done'"),
