@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from engine.settings import BACKENDS
+
 ACTIONS = ("list_campaigns", "status", "seed_only", "run", "reset_day", "retry_all_failed",
            "stop", "stop_all", "import_ledger")
 # Upper bounds of the numeric options: far past any real farm or schedule, so a typo (an extra
@@ -110,7 +112,7 @@ def build_parser() -> Parser:
                    "is retried")
     o.add_argument("--retry-include-non-retryable", action="store_true", help="with "
                    "--retry-all-failed: also account/content errors and unknown outcomes")
-    o.add_argument("--backend", choices=("simulated", "geelark", "adb"), help="override the "
+    o.add_argument("--backend", choices=BACKENDS, help="override the "
                    "campaign's phone backend")
     o.add_argument("--detach", action="store_true", help="with --run: run in the background")
     return p

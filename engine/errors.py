@@ -20,6 +20,11 @@ UNKNOWN_MAX_ATTEMPTS = 2
 OUTCOME_UNKNOWN = "outcome_unknown"
 RATE_LIMITED = "rate_limited"
 
+# Error types after which the run stops claiming: the service's balance is gone or a phone was
+# deleted or expired, so every later job would fail the same way (engine/devices/geelark.py
+# maps Geelark's codes onto them).
+RUN_STOPPING_TYPES = frozenset({"geelark_balance", "phone_deleted", "phone_expired"})
+
 # Error types whose failure means the account itself cannot post: the account turns BLOCKED.
 BLOCKING_TYPES = frozenset({"suspended", "disabled", "verification", "logged_out", "banned"})
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .problems import InputError, decode_utf8, read_input
 
-BACKENDS = ("simulated", "geelark", "adb")
+BACKENDS = ("simulated", "geelark", "adb", "geelark-task")
 DAILY_LIMIT_MIN, DAILY_LIMIT_MAX = 1, 4
 # Upper bounds for the numeric settings. Nothing sane is near them, and without them a typo such as
 # 1e10 minutes passes here and crashes later, mid-run, in date arithmetic.
@@ -25,7 +25,7 @@ MAX_NESTING = 32                   # campaign.json needs 3 levels; capabilities 
 MAX_EVIDENCE_DAYS = 3650
 # What `notify.events` may name; the default is all of them.
 NOTIFY_EVENTS = ("run_started", "run_ended", "account_blocked", "outcome_unknown",
-                 "worker_crashed", "phone_failed")
+                 "worker_crashed", "phone_failed", "run_blocked")
 _WINDOW = re.compile(r"^\s*([01]\d|2[0-3]):([0-5]\d)\s*-\s*([01]\d|2[0-3]|24):([0-5]\d)\s*$")
 
 
@@ -77,6 +77,7 @@ class Settings:
     evidence_days: int = 14              # failure evidence older than this is pruned
     check_videos: bool | None = None     # None: on for real backends, off for the simulated one
     notify: Notify | None = None
+    task_poll_seconds: float = 15        # geelark-task: how often a running task is asked about
 
     @property
     def daily_limit(self) -> int:
@@ -249,6 +250,9 @@ def load_settings(path: Path) -> Settings:
             if not _number(value, minimum=0, maximum=MAX_SECONDS):
                 raise bad(key, f"must be a number of seconds, 0 or more and at most "
                                f"{MAX_SECONDS} (a day), not {value!r}")
+        elif key == "task_poll_seconds":
+            if not _number(value, minimum=0.05, maximum=600):
+                raise bad(key, f"must be a number of seconds from 0.05 to 600, not {value!r}")
         elif key == "posting_window":
             if not isinstance(value, str) or (value.strip() and not window_bounds(value)):
                 raise bad(key, 'must be a time range in the campaign\'s time zone, like '

@@ -17,4 +17,7 @@ def make_backend(ctx, name: str | None = None, checking: bool = False) -> PhoneB
     if name in ("geelark", "adb"):
         from .real import make_real_backend
         return make_real_backend(ctx, name, checking)
+    if name == "geelark-task":
+        from .geelark_task import make_task_backend
+        return make_task_backend(ctx, checking)
     raise InputError(ctx.root / "campaign.json", None, f"unknown backend {name!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
@@ -52,6 +53,28 @@ class PostRequest:
     caption: str
     # Where a failed attempt leaves its last screen (screen.png, page.xml); None: nowhere.
     evidence_dir: Path | None = None
+    claim_id: str = ""        # with job_id, names a platform task so it can be found again
+    # A backend that hands the post to a remote task (geelark-task) reports the task's id here
+    # right after creating it, so the id is on disk before the post can be public.
+    on_task: Callable[[str], None] | None = None
+
+
+class TaskState(StrEnum):
+    """What became of a remote publishing task, as its service reports it."""
+    SUCCESS = "success"       # posted: record the success (the post's link as its video id)
+    FAILED = "failed"         # ended without posting: record the failure, classified
+    RUNNING = "running"       # waiting or in progress: keep watching it
+    MISSING = "missing"       # no such task: the outcome cannot be known
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    state: TaskState
+    task_id: str = ""
+    video_id: str = ""                 # the post's share link, when it posted
+    error: str = ""                    # why it failed
+    category: str = ""                 # engine/errors.py category of the failure
+    error_type: str = ""
 
 
 class PhoneBackend(ABC):
@@ -89,3 +112,15 @@ class PhoneBackend(ABC):
 
     def stop_phones(self, phones: list[str]) -> None:
         """Stop-all: power the campaign's phones down where the backend can."""
+
+    # --- remote tasks (geelark-task): a post whose worker died can be looked up -------------------
+    def find_task(self, job_id: str, claim_id: str, task_id: str) -> TaskOutcome | None:
+        """What became of the task of this job's claim (`task_id` may be "" when the worker died
+        before it could record it: the task is then looked up by its name). None: this backend
+        has no tasks, so a lost post stays an unknown outcome."""
+        return None
+
+    def cancel_task(self, task_id: str) -> bool:
+        """Cancel a task that has not started (stop-all); True when it is cancelled, so the job
+        never posted. A running task is not cancelled: it may be publishing."""
+        return False

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import httpx
 
+from engine import errors
 from engine.errors import ACCOUNT, CONTENT, INFRASTRUCTURE, OUTCOME_UNKNOWN, UNKNOWN, PostError
 
 log = logging.getLogger("postdeck.geelark")
@@ -284,7 +285,7 @@ TASK_FAILED = "geelark_task_failed"
 # phone (every job of that phone) is gone, and retrying only fails again. GeelarkExpired carries
 # `phone_expired`, and an envelope 41000/41001 at creation carries `geelark_balance`, so these
 # types mean the same whether the task failed or could not be created.
-RUN_STOPPING_TYPES = frozenset({GEELARK_BALANCE, PHONE_DELETED, PHONE_EXPIRED})
+RUN_STOPPING_TYPES = errors.RUN_STOPPING_TYPES     # GEELARK_BALANCE, PHONE_DELETED, PHONE_EXPIRED
 
 
 def _codes(*spans: int | tuple[int, int]) -> list[int]:
