@@ -23,6 +23,7 @@ ACCOUNT_BLOCKED = "account_blocked"
 OUTCOME_UNKNOWN = "outcome_unknown"
 WORKER_CRASHED = "worker_crashed"
 PHONE_FAILED = "phone_failed"
+RUN_BLOCKED = "run_blocked"      # the run stops: the service's balance or a phone is gone
 
 log = logging.getLogger("postdeck.events")
 

@@ -21,11 +21,12 @@ from pathlib import Path
 
 from .context import PostingContext
 from .devices import PostRequest, WorkerSlot, make_backend
+from .devices.base import TaskOutcome, TaskState
 from .durable import write_atomic
 from .campaigns import VideoFinder, videos_dir_of
 from .columns import Phase
-from .errors import (ACCOUNT, CONTENT, OUTCOME_UNKNOWN, UNKNOWN, Classification, PostError,
-                     classify)
+from .errors import (ACCOUNT, CONTENT, INFRASTRUCTURE, OUTCOME_UNKNOWN, RUN_STOPPING_TYPES,
+                     UNKNOWN, Classification, PostError, classify)
 from . import events as ev
 from .evidence import attempt_dir, failed_step, prune, write_step
 from .events import EventLog
@@ -48,6 +49,9 @@ from . import wake
 # phone released by another campaign, which sends no wake-up to this one.
 IDLE_RECHECK_S = 5.0
 RESTARTS_PER_SLOT = 5
+# The supervisor's name in a claim it took over to watch a remote task (geelark-task) whose
+# worker is gone; it asks about such tasks every task_poll_seconds.
+WATCHER = "watch"
 # A worker bound to a phone that another process holds: restarting it would fail the same way.
 EXIT_PHONE_HELD = 4
 
@@ -319,7 +323,9 @@ class Worker:
                 self.log.info("publishing %s", job_id)
 
             request = PostRequest(job_id, job.account, phone, video, job.caption,
-                                  evidence_dir=evidence)
+                                  evidence_dir=evidence, claim_id=claim_id,
+                                  on_task=lambda task_id: self.store.set_task(job_id, claim_id,
+                                                                              task_id))
             video_id = self.backend.post(request, self.slot, on_publishing)
         except ClaimLost as exc:
             self.log.warning("lost the claim on %s: %s", job_id, exc)
@@ -375,6 +381,12 @@ class Worker:
             self._event(ev.OUTCOME_UNKNOWN, **fields)
         elif cls.category == ACCOUNT:
             self._event(ev.ACCOUNT_BLOCKED, **fields)
+        elif cls.error_type in RUN_STOPPING_TYPES:
+            # Every later job would fail the same way: stop claiming, and say why.
+            self.log.error("stopping the run: %s", error)
+            self._event(ev.RUN_BLOCKED, **fields)
+            self.stopping = True
+            wake.send(str(self.ctx.root), range(self.spec.n_workers), wake.STOP)
 
     def _record_success(self, job: Job, video_id: str | None) -> None:
         """The post is public. If recording it fails (a full disk), the job must still never be
@@ -445,6 +457,9 @@ class Supervisor:
         self.notifier = Notifier(ctx.settings.notify, self.log)
         self._events_at = 0
         self._phones_backend = None
+        self.watched: dict[str, str] = {}     # job_id -> claim_id of tasks watched here
+        self._watched_at = 0.0
+        self.blocked = ""                     # why the run stopped claiming (run_blocked)
 
     def wait_for_orphans(self, timeout: float = 60.0) -> None:
         """Workers of a supervisor that died finish their job and leave; wait for them rather
@@ -474,7 +489,8 @@ class Supervisor:
         if pruned:
             self.log.info("pruned %d evidence folder(s) older than %d days", pruned,
                           self.ctx.settings.evidence_days)
-        recovered = self.store.recover_stale(live_workers=(), run_id=self.run_id)
+        self._resolve_tasks(set())
+        recovered = self.store.recover_stale(live_workers=self._live_ids(), run_id=self.run_id)
         for job in recovered:
             self.log.warning("recovered stale claim %s -> %s (%s)", job["job_id"], job["status"],
                              job["error_type"])
@@ -523,6 +539,9 @@ class Supervisor:
         """Hand the journal's new events to the notifier (which sends them in its own thread)."""
         items, self._events_at = self.events.read_from(self._events_at)
         for item in items:
+            if item.get("event") == ev.RUN_BLOCKED and not self.blocked:
+                self.blocked = str(item.get("error") or "a worker stopped the run")
+                self.request_stop("graceful")
             self.notifier.send(item)
 
     def _alert_recovered(self, jobs) -> None:
@@ -610,6 +629,10 @@ class Supervisor:
             pending = self._spawn_due()
             if pending is not None:
                 alive += 1
+            if self.stop_mode != "now":
+                self._poll_watched()
+                if self.watched:
+                    alive += 1           # a watched task keeps the run going until it ends
             self._deliver()
             if self.on_tick:
                 self.on_tick()
@@ -620,8 +643,79 @@ class Supervisor:
                                 if s.process is not None and not s.done], timeout=timeout)
 
     def _live_ids(self) -> set[str]:
-        return {s.spec.worker_id for s in self.slots
+        live = {s.spec.worker_id for s in self.slots
                 if s.process is not None and s.process.exitcode is None}
+        return live | {WATCHER} if self.watched else live
+
+    # --- remote tasks whose worker is gone (geelark-task) ----------------------------------------
+    def _resolve_tasks(self, live: set[str], cancel: bool = False) -> None:
+        """Before lost claims are recovered: a publishing claim whose post is a remote task is
+        settled by asking the task, not guessed. Posted: a success; ended: its failure; still
+        running: watched by this supervisor, the account busy meanwhile. Only a claim with no
+        findable task is left to recovery, which makes it an unknown outcome. `cancel`
+        (stop-all): a task that has not started is cancelled and its job retried later."""
+        try:
+            rows = self.store.jobs()
+        except Exception as exc:   # recovery goes on without; the claims stay as they are
+            self.log.error("could not read the jobs to settle their tasks: %s", exc)
+            return
+        for row in rows:
+            if row["status"] != "claimed" or row["phase"] != "publishing":
+                continue
+            if row["worker_id"] in live and row["run_id"] == self.run_id:
+                continue
+            self._settle(row, cancel)
+
+    def _settle(self, row: dict, cancel: bool = False) -> None:
+        job_id, claim_id, task_id = row["job_id"], row["claim_id"], row["task_id"]
+        backend = self._backend()
+        try:
+            outcome = backend.find_task(job_id, claim_id, task_id)
+        except Exception as exc:   # the service is down: ask again later, guess nothing
+            self.log.warning("could not ask about the task of %s: %s; watching it", job_id, exc)
+            outcome = TaskOutcome(TaskState.RUNNING, task_id)
+        if outcome is None or outcome.state == TaskState.MISSING:
+            self.watched.pop(job_id, None)
+            return
+        try:
+            if outcome.state == TaskState.RUNNING and cancel and outcome.task_id \
+                    and backend.cancel_task(outcome.task_id):
+                outcome = TaskOutcome(TaskState.FAILED, outcome.task_id,
+                                      error="cancelled by stop-all before it started",
+                                      category=INFRASTRUCTURE, error_type="task_cancelled")
+            if outcome.state == TaskState.SUCCESS:
+                self.store.complete(job_id, claim_id, outcome.video_id)
+                self.log.info("task %s of %s posted: success %s", outcome.task_id, job_id,
+                              outcome.video_id or "(no link)")
+            elif outcome.state == TaskState.FAILED:
+                cls = Classification(outcome.category or UNKNOWN,
+                                     outcome.error_type or "geelark_task_failed")
+                self.store.fail(job_id, claim_id, f"{outcome.error} (task {outcome.task_id})",
+                                cls)
+                self.log.warning("task %s of %s ended without posting: %s", outcome.task_id,
+                                 job_id, outcome.error)
+            else:
+                if job_id not in self.watched:
+                    self.store.watch(job_id, claim_id, WATCHER)
+                    self.log.info("watching task %s of %s (its worker is gone)",
+                                  outcome.task_id or "(by name)", job_id)
+                self.watched[job_id] = claim_id
+                return
+        except ClaimLost as exc:
+            self.log.warning("the claim on %s changed while settling its task: %s", job_id, exc)
+        self.watched.pop(job_id, None)
+
+    def _poll_watched(self) -> None:
+        if not self.watched or time.time() - self._watched_at < self.ctx.settings.task_poll_seconds:
+            return
+        self._watched_at = time.time()
+        rows = {r["job_id"]: r for r in self.store.jobs()}
+        for job_id, claim_id in list(self.watched.items()):
+            row = rows.get(job_id)
+            if row is None or row["status"] != "claimed" or row["claim_id"] != claim_id:
+                self.watched.pop(job_id, None)
+                continue
+            self._settle(row)
 
     def _reap(self, slot: Slot) -> None:
         code = slot.process.exitcode
@@ -632,6 +726,7 @@ class Supervisor:
             self.log.info("worker %s finished", wid)
             return
         self.log.error("worker %s (pid %s) died with exit code %s", wid, slot.process.pid, code)
+        self._resolve_tasks(self._live_ids())
         recovered = self.store.recover_stale(self._live_ids(), run_id=self.run_id)
         for job in recovered:
             self.log.warning("recovered %s from worker %s -> %s %s", job["job_id"], wid,
@@ -658,6 +753,8 @@ class Supervisor:
     def all_workers_failed(self) -> str:
         """Why the run could not go on ('' when it could): no worker ever ended well, and the
         operator did not stop them. A run whose every worker died must not exit 0."""
+        if self.blocked:
+            return f"stopped claiming: {self.blocked}"
         if self.stop_mode is not None or not self.slots:
             return ""
         if any(0 in s.exit_codes for s in self.slots):
@@ -693,6 +790,7 @@ class Supervisor:
                 if slot.process.exitcode is None:
                     slot.process.kill()
                     slot.process.join(2)
+        self._resolve_tasks(self._live_ids(), cancel=True)
         released = self.store.recover_stale(self._live_ids(), run_id=self.run_id, counted=False)
         for job in released:
             self.log.warning("released %s -> %s", job["job_id"], job["status"])

@@ -82,7 +82,9 @@ FIELDS = (("status", "status"), ("phase", "phase"), ("account", "account"),
           ("claimed at", "claimed_at"), ("completed at", "completed_at"),
           ("retry at", "retry_at"), ("error type", "error_type"),
           ("error category", "error_category"), ("run", "run_id"), ("video id", "video_id"),
-          ("video", "video_path"))
+          ("task", "task_id"), ("video", "video_path"))
+# Shown only when set: a Geelark publishing task exists only with the geelark-task backend.
+OPTIONAL_FIELDS = frozenset({"task_id"})
 
 
 def render_detail(d: JobDetail):
@@ -96,6 +98,8 @@ def render_detail(d: JobDetail):
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column(overflow="fold")
     for label, key in FIELDS:
+        if key in OPTIONAL_FIELDS and not job.get(key):
+            continue
         grid.add_row(label, job.get(key) or "-")
     parts = [grid, Text(""), Text("Caption", style="bold"), Text(job.get("caption") or "-")]
     parts += [Text(""), Text("Error", style="bold"),
