@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from engine import columns as C
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,13 +86,74 @@ class FakeTime:
         self.now += seconds
 
 
+def campaign_roots(top: Path) -> list[Path]:
+    """Every folder under `top` (two levels down, as a campaigns folder holds them) that holds a
+    progress file: the campaigns a test may have run jobs in."""
+    roots = {p.parent for pattern in ("*/*progress*.csv", "*/*/*progress*.csv")
+             for p in top.glob(pattern) if ".postdeck" not in p.parts}
+    return sorted(roots)
+
+
+def check_account_safety(top: Path) -> None:
+    """What postdeck promises, on the real files a test left behind: no account above its
+    limit on any calendar day (over every campaign sharing the host), no account with two
+    claims, no video posted twice in a campaign, and no success the ledger does not hold."""
+    from engine.settings import DAILY_LIMIT_MAX, load_settings
+    from helpers import assert_daily_limits
+    roots = campaign_roots(top)
+    if not roots:
+        return
+    limits, zones = [], set()
+    for root in roots:
+        try:
+            s = load_settings(root / "campaign.json")
+        except Exception:       # a test of a bad campaign.json: no limit of its own to check
+            limits.append(DAILY_LIMIT_MAX)
+            continue
+        limits.append(s.daily_limit)
+        zones.add(s.timezone)
+    for zone in zones or {"UTC"}:
+        assert_daily_limits(roots, max(limits), zone)
+    claims: dict[str, int] = {}
+    for root in roots:
+        assert_daily_limits([root], DAILY_LIMIT_MAX)       # no video posted twice
+        rows = _rows(root / "progress.csv")
+        for r in rows:
+            if r[C.STATUS] == C.CLAIMED:
+                claims[r[C.ACCOUNT]] = claims.get(r[C.ACCOUNT], 0) + 1
+        ledger = root / "posted.csv"
+        if ledger.is_file():
+            held = {cells[3] for cells in _cells(ledger)[1:] if len(cells) >= 4}
+            lost = [r[C.JOB_ID] for r in rows if r[C.STATUS] == C.SUCCESS
+                    and r[C.JOB_ID] not in held]
+            assert not lost, f"successes the ledger of {root} does not hold: {lost}"
+    two = {a: n for a, n in claims.items() if n > 1}
+    assert not two, f"accounts with more than one claim: {two}"
+
+
+def _cells(path: Path) -> list[list[str]]:
+    try:
+        return list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def _rows(path: Path) -> list[list[str]]:
+    return [r for r in _cells(path)[1:] if len(r) > C.PHONE_ID and r[C.STATUS] in C.STATUSES]
+
+
 @pytest.fixture
 def fake_time() -> FakeTime:
     return FakeTime()
 
 
 @pytest.fixture
-def campaigns_dir(tmp_path: Path) -> Path:
+def campaigns_dir(tmp_path: Path, request) -> Path:
+    """A campaigns folder; after the test, the account-safety invariants are checked on what the
+    test left in it, whatever the test itself asserted (a test that leaves a bad state on
+    purpose says so with @pytest.mark.unsafe_on_purpose)."""
     d = tmp_path / "campaigns"
     d.mkdir()
-    return d
+    yield d
+    if not request.node.get_closest_marker("unsafe_on_purpose"):
+        check_account_safety(d)

@@ -199,8 +199,8 @@ def posts_per_day(roots: list[Path], tz: str = "UTC") -> Counter:
     for root in roots:
         for path in sorted(Path(root).glob("*progress*.csv")):
             for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")):
-                if len(r) < C.WIDTH or r[C.STATUS] not in C.STATUSES:
-                    continue
+                if len(r) <= C.ERROR_TYPE or r[C.STATUS] not in C.STATUSES:
+                    continue    # a header, or a row of a file too damaged to be read
                 if r[C.STATUS] == C.CLAIMED:
                     at = r[C.CLAIMED_AT]
                 elif r[C.STATUS] == C.SUCCESS or r[C.ERROR_TYPE] == "outcome_unknown":

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from engine.settings import Settings
 from engine.devices.base import PostRequest, TaskOutcome, TaskState, WorkerSlot
 from engine.devices.geelark import (
     RUN_STOPPING_TYPES, TASK_CANCEL, TASK_HISTORY, TASK_INSTAGRAM_REELS, TASK_QUERY,
@@ -432,13 +433,15 @@ def test_make_task_backend_uses_the_geelark_credentials(server, monkeypatch, tmp
     monkeypatch.setenv("GEELARK_APP_ID", TEST_APP_ID)
     monkeypatch.setenv("GEELARK_API_KEY", TEST_API_KEY)
     monkeypatch.setenv("GEELARK_BASE_URL", server.url)
-    ctx = SimpleNamespace(host_state_dir=tmp_path / "host")
+    ctx = SimpleNamespace(host_state_dir=tmp_path / "host",
+                          settings=Settings(task_poll_seconds=2.5))
     checking = make_task_backend(ctx, checking=True)
     assert checking.name == "geelark-task"
     assert sorted(checking.list_phones()) == ["farm-01", "farm-02"]
     checking.check()
     assert not (tmp_path / "host").exists()                    # a check leaves no file behind
     running = make_task_backend(ctx)
-    assert (running.poll_interval, running.task_timeout) == (15.0, 1800.0)
+    # campaign.json's task_poll_seconds sets how often a running task is asked about
+    assert (running.poll_interval, running.task_timeout) == (2.5, 1800.0)
     assert sorted(running.list_phones()) == ["farm-01", "farm-02"]
     assert server.auth_failures == 0

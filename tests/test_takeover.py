@@ -1,6 +1,8 @@
 """Taking over the earlier system's farm and its habits, through the CLI."""
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 from conftest import fast_sim, postdeck, write_campaign
@@ -72,6 +74,9 @@ def successes(root: Path) -> list[str]:
     return out
 
 
+# The earlier system's archives post more per account and day than postdeck's limit allows:
+# that history is its, not postdeck's, so the fixture's limit check does not apply.
+@pytest.mark.unsafe_on_purpose
 def test_a_day_on_a_taken_over_campaign_posts_nothing_the_earlier_system_posted(campaigns_dir):
     root = campaigns_dir / "old"
     facts = earlier_campaign(root)
@@ -100,6 +105,9 @@ def test_a_day_on_a_taken_over_campaign_posts_nothing_the_earlier_system_posted(
     assert len(ledger) == len(imported) + len(new)
 
 
+# The earlier system's archives post more per account and day than postdeck's limit allows:
+# that history is its, not postdeck's, so the fixture's limit check does not apply.
+@pytest.mark.unsafe_on_purpose
 def test_a_bad_line_in_the_ledger_to_import_changes_nothing(campaigns_dir):
     root = campaigns_dir / "old"
     facts = earlier_campaign(root)
