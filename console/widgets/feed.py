@@ -218,6 +218,7 @@ class Feed:
         self._states = AccountStates()
         self._jobs_campaign: str | None = None
         self._job_phones: tuple[list | None, list[str]] = (None, [])
+        self._power: dict[Path, PhonePower] = {}    # kept: it re-reads only changed records
         self._tail: LogTail | None = None
         self._tail_campaign: str | None = None
 
@@ -351,7 +352,10 @@ class Feed:
         power record (one small JSON file each, host-wide: a phone bills whichever campaign drives
         it). Returns the records, by phone, for the accounts' gaps."""
         phones = list(dict.fromkeys(phones + [hb.phone for hb in shown if hb.phone]))
-        records = {r.phone: r for r in PhonePower(ctx.power_dir, ctx.settings.tz).records(phones)}
+        power = self._power.get(ctx.power_dir)
+        if power is None or power.tz != ctx.settings.tz:
+            power = self._power[ctx.power_dir] = PhonePower(ctx.power_dir, ctx.settings.tz)
+        records = {r.phone: r for r in power.records(phones)}
         frame.workers = phones_panel_rows(shown, alive, records, now,
                                           Day.of(now, ctx.settings.tz))
         return records

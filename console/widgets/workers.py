@@ -94,13 +94,16 @@ def sort_key(worker_id: str):
 
 def phones_panel_rows(shown: list[Heartbeat], alive: set[str], records: dict[str, PowerRecord],
                       now: float, day: Day) -> dict[str, Row]:
-    """Workers by id, each with its phone's power; then the phones no listed worker drives: the
-    ones still on first (they bill), the rest in the campaign's order (`records`' order)."""
+    """Workers by id, each with its phone's power; then the phones no listed worker drives that
+    cost something today: the ones still on first (they bill), then those that were on today,
+    in the campaign's order (`records`' order). A phone off all day is left out: a farm of a
+    thousand phones would bury its workers under rows that say nothing."""
     out = dict(worker_row(hb, hb.worker_id in alive, now,
                           power_cells(records.get(hb.phone) if hb.phone else None, now, day))
                for hb in sorted(shown, key=lambda hb: sort_key(hb.worker_id)))
     driven = {hb.phone for hb in shown if hb.phone}
-    idle = [r for r in records.values() if r.phone not in driven]
+    idle = [r for r in records.values() if r.phone not in driven
+            and (r.running or r.on_seconds_today(now, day) >= 1)]
     for record in sorted(idle, key=lambda r: not r.running):    # stable: keeps campaign order
         key, cells = phone_row(record, now, day)
         out[key] = cells
