@@ -205,6 +205,7 @@ class WorkerState(StrEnum):
     POSTING = "posting"
     PUBLISHING = "publishing"  # past the share step
     IDLE = "idle"
+    PAUSED = "paused"          # the run is paused: its phone off, it waits for --resume
     STOPPED = "stopped"
 
 

@@ -9,6 +9,7 @@ from .accounts import account_states, concurrency_metrics
 from .context import PostingContext
 from .pacing import gap_ends, local_iso, window_status
 from .phones import held_phones
+from .pause import paused
 from .power import PhonePower
 from .problems import InputError
 from .rules import Day
@@ -60,10 +61,19 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
                     "on_seconds_today": round(r.on_seconds_today(now, day), 1)}
                    for r in power.values()],
         "posting_window": window_status(ctx.settings, now),
+        "paused": _paused(ctx),
         "concurrency": concurrency_metrics(states),
         "warnings": _ledger_warnings(store),
         "captions_without_video": without_video,
     }
+
+
+def _paused(ctx: PostingContext) -> dict | None:
+    """The run's pause ({since, by}), or None; a pause without a run is not shown."""
+    pause = paused(ctx)
+    if pause is None or running_supervisor(ctx) is None:
+        return None
+    return {"since": local_iso(pause.since, ctx.settings.tz), "by": pause.by}
 
 
 def _phones_of(states, rows: list[list[str]]) -> list[str]:

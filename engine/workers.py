@@ -33,6 +33,7 @@ from .events import EventLog
 from .logs import file_logger
 from .notify import Notifier
 from .pacing import jitter
+from .pause import clear as clear_pause, paused
 from .phones import PhoneLocks
 from .power import PhonePower, Power
 from .problems import Refused, Remedy
@@ -158,6 +159,8 @@ class Worker:
         try:
             while True:
                 self._messages(self.waker.drain())
+                if not self.stopping and self._hold_while_paused():
+                    continue
                 if not self.stopping:
                     wait = self._jitter if self._jitter is not None else jitter(
                         self.ctx.settings, self._rng)
@@ -188,6 +191,21 @@ class Worker:
                 self.locks.release_all()
                 self.waker.close()
         return 0
+
+    def _hold_while_paused(self) -> bool:
+        """While the run is paused: the phone kept on goes off (it would bill for nothing) and
+        the worker waits, woken by the resume; True when it waited."""
+        if paused(self.ctx) is None:
+            return False
+        if self.kept is not None:
+            self._put_away(self.kept)
+        self.state = WorkerState.PAUSED
+        self.beat()
+        self.log.info("the run is paused; waiting")
+        while not self.stopping and paused(self.ctx) is not None:
+            self._messages(self.waker.wait(IDLE_RECHECK_S))
+        self.log.info("resumed" if not self.stopping else "stop requested while paused")
+        return True
 
     def _pause(self, seconds: float) -> None:
         """Wait `seconds` (pacing), but leave at once on a stop."""
@@ -484,6 +502,7 @@ class Supervisor:
         write_atomic(run_info_path(self.ctx), json.dumps(info).encode())
         os.environ[WORKER_MARKER_ENV] = str(self.ctx.root)   # inherited by every spawned worker
         self._events_at = self.events.end()
+        clear_pause(self.ctx)          # a pause belongs to the run it was given to
         self.wait_for_orphans()
         pruned = prune(self.ctx.state_dir, self.ctx.settings.evidence_days, time.time())
         if pruned:
