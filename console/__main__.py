@@ -11,7 +11,11 @@ from pathlib import Path
 from engine.settings import BACKENDS
 
 ACTIONS = ("list_campaigns", "status", "seed_only", "run", "reset_day", "retry_all_failed",
-           "stop", "stop_all", "import_ledger")
+           "stop", "stop_all", "import_ledger", "retry_job", "skip_job", "front_job",
+           "disable_account", "enable_account")
+# The actions that name one job or one account: their value must not be blank.
+NAMED = {"retry_job": "a job id", "skip_job": "a job id", "front_job": "a job id",
+         "disable_account": "an account name", "enable_account": "an account name"}
 # Upper bounds of the numeric options: far past any real farm or schedule, so a typo (an extra
 # zero, 1e12, inf) is a usage error now instead of a run that never ends or crashes later.
 MAX_WORKERS = 1000
@@ -99,6 +103,16 @@ def build_parser() -> Parser:
     a.add_argument("--import-ledger", type=Path, metavar="FILE", help="import the earlier "
                    "system's master ledger (account|video|timestamp): its videos are never "
                    "seeded again")
+    a.add_argument("--retry-job", metavar="ID", help="put one failed job back in the queue "
+                   "(with --retry-include-non-retryable for account/content errors and unknown "
+                   "outcomes)")
+    a.add_argument("--skip-job", metavar="ID", help="take one job that is not running out of "
+                   "the queue for good (see --reason)")
+    a.add_argument("--front-job", metavar="ID", help="move a pending job to the front of the "
+                   "queue")
+    a.add_argument("--disable-account", metavar="NAME", help="take an account out of rotation: "
+                   "its jobs wait, none is claimed (see --reason)")
+    a.add_argument("--enable-account", metavar="NAME", help="put an account back in rotation")
     o = p.add_argument_group("options")
     o.add_argument("--json", action="store_true", help="machine-readable output (status, list)")
     o.add_argument("--force-reseed", action="store_true", help="with --reset-day: seed the new "
@@ -111,7 +125,10 @@ def build_parser() -> Parser:
     o.add_argument("--retry-delay", type=float, metavar="S", help="seconds before a failed job "
                    "is retried")
     o.add_argument("--retry-include-non-retryable", action="store_true", help="with "
-                   "--retry-all-failed: also account/content errors and unknown outcomes")
+                   "--retry-all-failed or --retry-job: also account/content errors and unknown "
+                   "outcomes (an unknown outcome may already be public: check it first)")
+    o.add_argument("--reason", metavar="TEXT", help="with --skip-job (default: skipped by the "
+                   "operator) or --disable-account: why")
     o.add_argument("--backend", choices=BACKENDS, help="override the "
                    "campaign's phone backend")
     o.add_argument("--detach", action="store_true", help="with --run: run in the background")
@@ -119,7 +136,8 @@ def build_parser() -> Parser:
 
 
 def chosen_actions(args) -> list[str]:
-    chosen = [a for a in ACTIONS if getattr(args, a)]
+    # `is not None`: a blank job id or account name is still the action (and a usage error).
+    chosen = [a for a in ACTIONS if getattr(args, a) not in (None, False)]
     allowed_chains = ({"reset_day", "run"}, {"reset_day", "seed_only"})
     if len(chosen) > 1 and set(chosen) not in allowed_chains:
         raise UsageError("give one action (only --reset-day may be combined, with --run or "
@@ -132,8 +150,16 @@ def validate_options(args, actions: list[str]) -> None:
         raise UsageError("--json goes with --status or --list-campaigns")
     if args.detach and "run" not in actions:
         raise UsageError("--detach goes with --run")
-    if args.retry_include_non_retryable and "retry_all_failed" not in actions:
-        raise UsageError("--retry-include-non-retryable goes with --retry-all-failed")
+    if args.retry_include_non_retryable and not {"retry_all_failed", "retry_job"} & set(actions):
+        raise UsageError("--retry-include-non-retryable goes with --retry-all-failed or "
+                         "--retry-job")
+    for action, what in NAMED.items():
+        if action in actions and not getattr(args, action).strip():
+            raise UsageError(f"--{action.replace('_', '-')} needs {what}")
+    if args.reason is not None and not {"skip_job", "disable_account"} & set(actions):
+        raise UsageError("--reason goes with --skip-job or --disable-account")
+    if args.reason is not None and not args.reason.strip():
+        raise UsageError("--reason needs a text (leave it out for the default)")
     if args.campaign is not None and not args.campaign.strip():
         raise UsageError("--campaign needs a campaign name or path; leave it out to work on the "
                          "working directory (legacy mode)")

@@ -89,6 +89,7 @@ class PostdeckApp(App[int]):
         Binding("s", "start", "Start", id="start"),
         Binding("x", "stop", "Stop", id="stop"),
         Binding("X", "stop_all", "Stop all", id="stop-all"),
+        Binding("p", "pause", "Pause", id="pause"),
         Binding("R", "reset_day", "Reset day", id="reset-day"),
         Binding("S", "seed", "Seed", id="seed"),
         Binding("r", "retry_failed", "Retry", id="retry-failed"),
@@ -268,6 +269,14 @@ class PostdeckApp(App[int]):
         if name is not None:
             self._run("Stop", name, partial(_stop, now=False))
 
+    def action_pause(self) -> None:
+        """Pause a running campaign, or resume a paused one: the same key both ways, as the
+        earlier system's PAUSE button was."""
+        name = self._need_campaign()
+        if name is not None:
+            resume = bool(self.frame.header.paused_since) if self.frame else False
+            self._run("Resume" if resume else "Pause", name, partial(_pause, resume=resume))
+
     def action_stop_all(self) -> None:
         name = self._need_campaign()
         if name is None:
@@ -405,6 +414,11 @@ def _start(ctx: PostingContext, request: StartRequest) -> str:
 def _stop(ctx: PostingContext, now: bool) -> str:
     from engine import runs
     return runs.request_stop(ctx, now=now).explain(CONSOLE_WORDS)
+
+
+def _pause(ctx: PostingContext, resume: bool) -> str:
+    from engine import pause
+    return (pause.resume(ctx) if resume else pause.pause(ctx)).explain(CONSOLE_WORDS)
 
 
 def _reset_day(ctx: PostingContext) -> str:

@@ -8,8 +8,9 @@ from engine import operations
 from engine.context import PostingContext, default_campaigns_dir
 from engine.problems import InputError, Refused
 from engine.status import campaign_status
+from engine.store import JobRefused
 
-from .words import CLI_WORDS
+from .words import CLI_WORDS, JOB_REFUSAL_CLI_WORDS
 
 
 def _fail(message: str) -> int:
@@ -71,14 +72,51 @@ def run_actions(args, actions: list[str]) -> int:
         if "retry_all_failed" in actions:
             n = operations.retry_all_failed(ctx, args.retry_include_non_retryable)
             print(f"{ctx.describe()}: {n} failed job(s) put back in the queue")
+        one = {"retry_job", "skip_job", "front_job", "disable_account", "enable_account"}
+        if one & set(actions):
+            print(_one_action(ctx, args, actions))
         if {"run", "stop", "stop_all"} & set(actions):
             from .runner import run_action
             return run_action(ctx, args, actions)
         return 0
+    except JobRefused as exc:
+        return _fail(_job_refusal(exc))
     except (InputError, Refused) as exc:
         return _fail(exc.explain(CLI_WORDS))
     except OSError as exc:   # the net under InputError: never a traceback for a bad path
         return _fail(describe_os_error(exc))
+
+
+def _one_action(ctx: PostingContext, args, actions: list[str]) -> str:
+    """Act on one job or one account; the line that says what was done."""
+    where = ctx.describe()
+    if "retry_job" in actions:
+        job = operations.retry_job(ctx, args.retry_job.strip(), args.retry_include_non_retryable)
+        return (f"{where}: job {job['job_id']} put back in the queue: retrying, due now, with "
+                "fresh attempts")
+    if "skip_job" in actions:
+        job = operations.skip_job(ctx, args.skip_job.strip(), args.reason or "")
+        return f"{where}: job {job['job_id']} skipped ({job['error']}); it will not be posted"
+    if "front_job" in actions:
+        job = operations.move_to_front(ctx, args.front_job.strip())
+        return (f"{where}: job {job['job_id']} is first in the queue; the next free worker "
+                "takes it when its account and phone may post")
+    if "disable_account" in actions:
+        name = args.disable_account.strip()
+        entry = operations.disable_account(ctx, name, args.reason or "")
+        return (f"{where}: account {name} is out of rotation (since {entry['at']}, by "
+                f"{entry['by']}: {entry['why']}); its jobs wait until --enable-account {name}")
+    name = args.enable_account.strip()
+    if operations.enable_account(ctx, name):
+        return f"{where}: account {name} is back in rotation; its jobs are claimed again"
+    return f"{where}: account {name} was not out of rotation; nothing changed"
+
+
+def _job_refusal(exc: JobRefused) -> str:
+    """The engine's refusal and, when there is one, what to do in this CLI's flags."""
+    advice = JOB_REFUSAL_CLI_WORDS.get(exc.reason, "")
+    text = exc.explain(CLI_WORDS)
+    return f"{text}{'' if text.endswith('.') else '.'} {advice}" if advice else text
 
 
 def _without_video(n: int | None) -> str:

@@ -3,6 +3,7 @@ its flags, the console its keys."""
 from __future__ import annotations
 
 from engine.problems import Remedy
+from engine.store import JobRefused
 
 CLI_WORDS: dict[Remedy, str] = {
     Remedy.STATUS: "Watch it with --status.",
@@ -22,4 +23,10 @@ CONSOLE_WORDS: dict[Remedy, str] = {
     Remedy.RESET_AND_SEED: "Press R to start a new day, then S to seed it.",
     Remedy.LIST_CAMPAIGNS: "See the campaigns panel.",
     Remedy.CAMPAIGNS_DIR: "Or start postdeck with --campaigns-dir.",
+}
+
+# What to do after a refused action on one job (engine/store.py JobRefused.reason), in flags.
+JOB_REFUSAL_CLI_WORDS: dict[str, str] = {
+    JobRefused.CLAIMED: "--stop ends the run after its current jobs; --status shows the job.",
+    JobRefused.NEEDS_CONSENT: "That is --retry-job with --retry-include-non-retryable.",
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +22,7 @@ from engine.accounts import AccountStates
 from engine.campaigns import list_campaign_dirs
 from engine.context import PostingContext
 from engine.pacing import window_status
+from engine.pause import paused
 from engine.power import PhonePower, PowerRecord
 from engine.problems import InputError
 from engine.progress_csv import Table, parse_progress, reparse
@@ -53,6 +55,7 @@ class Header:
     error: str | None = None
     loading: bool = False                # before the first poll arrived
     window_opens: str = ""               # the posting window is closed: when it opens ("22:00")
+    paused_since: str = ""               # the run is paused: since when ("14:05"), by whom
 
 
 @dataclass
@@ -293,6 +296,9 @@ class Feed:
         h.window_opens = opens_text(window["opens_at"], now, ctx.settings.tz)
         supervisor = running_supervisor(ctx)
         h.running = supervisor is not None
+        pause = paused(ctx) if h.running else None
+        h.paused_since = (f"{datetime.fromtimestamp(pause.since, ctx.settings.tz):%H:%M} by "
+                          f"{pause.by}" if pause else "")
         h.supervisor_pid = supervisor_pid(supervisor)
         beats = read_heartbeats(ctx.heartbeats_dir)
         alive = {hb.worker_id for hb in beats if self._alive(hb.pid, hb.create_time, now)}

@@ -86,7 +86,7 @@ class JobRows:
 class JobsPanel(LiveTable):
     title = "Jobs"
     empty_text = "no jobs today: press S to seed"
-    BINDINGS = [Binding("enter", "select", "Job detail", id="job-detail")]
+    BINDINGS = [Binding("enter", "select", "Detail", id="job-detail")]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(COLUMNS, **kwargs)

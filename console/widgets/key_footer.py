@@ -1,6 +1,7 @@
 """The footer: every key of the focused panel, screen and app, in the operator's order. When the
-full labels do not fit the width, short ones are used (all keys fit in 80 columns), and the
-command palette hint goes.
+full labels do not fit the width, short ones are used and the command palette hint goes; when
+even those do not fit (80 columns), the keys an operator needs least leave the footer first
+(DROP_FIRST; `?` still lists every key).
 
 Only public Textual API: the footer is Textual's `Footer` (its look, and its subscription to the
 screen's bindings), and each key is a `FooterItem` of this module, drawn as Textual draws the keys
@@ -13,11 +14,14 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
-ORDER = ("s", "x", "X", "R", "S", "r", "slash", "enter", "tab", "question_mark", "q")
+ORDER = ("s", "x", "X", "p", "R", "S", "r", "slash", "enter", "tab", "question_mark", "q")
 SHORT = {"stop_all": "All", "reset_day": "Reset", "select": "Open", "next_panel": "Next",
          "filter": "Filter"}
 DISPLAY = {"enter": "⏎", "tab": "⇥"}
 PALETTE_WIDTH = 12
+# Left out, in this order, when the short labels still do not fit: tab is named by the panel tabs
+# a narrow screen shows, seeding happens with every start, and the filter is in the help.
+DROP_FIRST = ("tab", "S", "slash")
 
 
 class FooterItem(Widget):
@@ -112,6 +116,8 @@ class KeyFooter(Footer):
         full = sum(len(self._display(b)) + len(b.description) + 2 for b, _, _ in items)
         narrow = full + PALETTE_WIDTH > width
         self._width = width
+        if narrow:
+            items = self._fit(items, width)
         for binding, enabled, tooltip in items:
             description = SHORT.get(binding.action, binding.description) if narrow \
                 else binding.description
@@ -125,6 +131,17 @@ class KeyFooter(Footer):
                                  binding.description, enabled=enabled,
                                  tooltip=binding.tooltip or binding.description,
                                  classes="-command-palette")
+
+    def _fit(self, items: list, width: int) -> list:
+        def length(kept: list) -> int:
+            return sum(len(self._display(b)) + len(SHORT.get(b.action, b.description)) + 2
+                       for b, _, _ in kept)
+
+        for key in DROP_FIRST:
+            if length(items) <= width:
+                break
+            items = [item for item in items if item[0].key != key]
+        return items
 
     def on_resize(self, event: events.Resize) -> None:
         if self._width is not None and self.app.size.width != self._width:

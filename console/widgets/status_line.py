@@ -55,7 +55,10 @@ class StatusLine(Widget):
         if h.error:
             parts.append((f"✖ {h.error}", "$text-error"))
             return Content.assemble(*parts)
-        if h.running:
+        if h.running and h.paused_since:
+            since = "" if short else f" since {h.paused_since}"
+            parts.append((f"❚❚ PAUSED{since}", "bold $text-warning"))
+        elif h.running:
             pid = f" {h.supervisor_pid}" if h.supervisor_pid and not short else ""
             parts.append((f"● RUNNING{pid}", "bold $text-success"))
         elif not h.enabled:

@@ -103,7 +103,7 @@ def phones_panel_rows(shown: list[Heartbeat], alive: set[str], records: dict[str
                for hb in sorted(shown, key=lambda hb: sort_key(hb.worker_id)))
     driven = {hb.phone for hb in shown if hb.phone}
     idle = [r for r in records.values() if r.phone not in driven
-            and (r.running or r.on_seconds_today(now, day) >= 1)]
+            and (r.running or r.on_seconds_today(now, day) > 0)]
     for record in sorted(idle, key=lambda r: not r.running):    # stable: keeps campaign order
         key, cells = phone_row(record, now, day)
         out[key] = cells
@@ -113,7 +113,7 @@ def phones_panel_rows(shown: list[Heartbeat], alive: set[str], records: dict[str
 class WorkersPanel(LiveTable):
     title = "Phones · workers"
     empty_text = "no workers and no phones: press s to start a run"
-    BINDINGS = [Binding("enter", "select", "Job detail", id="worker-job-detail")]
+    BINDINGS = [Binding("enter", "select", "Detail", id="worker-job-detail")]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(COLUMNS, **kwargs)
