@@ -17,7 +17,8 @@ from engine.runstate import process_alive, read_run_info, running_supervisor
 from engine.workers import RunOptions
 from engine.tracker import ProgressStore
 
-from console_fixtures import async_test, next_frame, until_notified, wait_until, write_campaign
+from console_fixtures import (async_test, next_frame, screen_text, until_notified, wait_until,
+                              write_campaign)
 
 pytestmark = pytest.mark.slow
 runs = pytest.importorskip("engine.runs")
@@ -67,7 +68,7 @@ async def start_from_form(pilot, workers: str | None = None) -> None:
 @async_test
 async def test_start_watch_stop_then_reset(tmp_path, cleanup):
     d = tmp_path / "campaigns"
-    ctx = sim_campaign(d, "live", accounts=12, post_seconds=0.4)
+    ctx = sim_campaign(d, "live", accounts=12, post_seconds=0.8)
     cleanup(ctx)
     app = PostdeckApp(d, "live", poll_interval=0.1, blink=False)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
@@ -89,6 +90,13 @@ async def test_start_watch_stop_then_reset(tmp_path, cleanup):
         listed = [p for p in listed if p != "-"]
         assert len(listed) == len(set(listed)) >= 2
         assert set(listed) <= {f"phone-{i:02d}" for i in range(12)}
+        await pilot.press("p")                                   # pause, then resume
+        await until_notified(pilot, "paused")
+        await wait_until(pilot, lambda: header().paused_since, timeout=10, what="PAUSED")
+        assert "PAUSED" in screen_text(app)
+        await pilot.press("p")
+        await until_notified(pilot, "resumed")
+        await wait_until(pilot, lambda: not header().paused_since, timeout=10, what="resumed")
         await pilot.press("x")                                   # graceful stop
         await until_notified(pilot, "stop requested")
         await wait_until(pilot, lambda: not header().running, timeout=30, what="the run to end")
