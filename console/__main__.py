@@ -12,7 +12,7 @@ from engine.settings import BACKENDS
 
 ACTIONS = ("list_campaigns", "status", "seed_only", "run", "reset_day", "retry_all_failed",
            "stop", "stop_all", "import_ledger", "retry_job", "skip_job", "front_job",
-           "disable_account", "enable_account")
+           "disable_account", "enable_account", "pause", "resume", "history")
 # The actions that name one job or one account: their value must not be blank.
 NAMED = {"retry_job": "a job id", "skip_job": "a job id", "front_job": "a job id",
          "disable_account": "an account name", "enable_account": "an account name"}
@@ -100,6 +100,11 @@ def build_parser() -> Parser:
                    "queue")
     a.add_argument("--stop", action="store_true", help="let workers finish their job, then end")
     a.add_argument("--stop-all", action="store_true", help="end now, release claims, stop phones")
+    a.add_argument("--pause", action="store_true", help="workers finish their job, turn their "
+                   "phones off and wait; the run goes on after --resume")
+    a.add_argument("--resume", action="store_true", help="resume a paused run")
+    a.add_argument("--history", action="store_true", help="posts per day over the last 30 "
+                   "days (archives too), failures by error type, per-account totals")
     a.add_argument("--import-ledger", type=Path, metavar="FILE", help="import the earlier "
                    "system's master ledger (account|video|timestamp): its videos are never "
                    "seeded again")
@@ -114,7 +119,8 @@ def build_parser() -> Parser:
                    "its jobs wait, none is claimed (see --reason)")
     a.add_argument("--enable-account", metavar="NAME", help="put an account back in rotation")
     o = p.add_argument_group("options")
-    o.add_argument("--json", action="store_true", help="machine-readable output (status, list)")
+    o.add_argument("--json", action="store_true", help="machine-readable output (status, list, "
+                   "history)")
     o.add_argument("--force-reseed", action="store_true", help="with --reset-day: seed the new "
                    "day at once")
     o.add_argument("--workers", type=int, metavar="N", help="worker processes for --run")
@@ -146,8 +152,8 @@ def chosen_actions(args) -> list[str]:
 
 
 def validate_options(args, actions: list[str]) -> None:
-    if args.json and not set(actions) & {"status", "list_campaigns"}:
-        raise UsageError("--json goes with --status or --list-campaigns")
+    if args.json and not set(actions) & {"status", "list_campaigns", "history"}:
+        raise UsageError("--json goes with --status, --list-campaigns or --history")
     if args.detach and "run" not in actions:
         raise UsageError("--detach goes with --run")
     if args.retry_include_non_retryable and not {"retry_all_failed", "retry_job"} & set(actions):

@@ -31,6 +31,7 @@ from engine.runstate import process_alive, quiet_campaign
 from .screens.confirm import ConfirmModal
 from .screens.dashboard import PANELS, DashboardScreen
 from .screens.help import HelpScreen
+from .screens.history import HistoryScreen
 from .screens.job_detail import JobDetailScreen
 from .screens.start_form import StartForm, StartRequest
 from .widgets.accounts import AccountsPanel
@@ -49,11 +50,13 @@ COMMANDS = (
     ("start", "Start a run", "open the start form: workers and phones"),
     ("stop", "Stop the run", "workers finish their current job, then the run ends"),
     ("stop_all", "Stop all now", "end now, release claims, stop the phones"),
+    ("pause", "Pause or resume the run", "workers finish their job, phones off, and wait"),
     ("reset_day", "Reset the day", "archive today's progress file and start a new day"),
     ("seed", "Seed today's jobs", "add jobs for videos not posted yet"),
     ("retry_failed", "Retry failed jobs", "put retryable failed jobs back in the queue"),
     ("filter", "Filter the focused panel", "type to narrow the rows"),
     ("job_detail", "Job detail", "the job under the cursor: caption, error, log lines"),
+    ("history", "History", "posts per day over the last 30 days, failures by type, accounts"),
     ("next_panel", "Next panel", "move the focus to the next panel"),
     ("help", "Help", "every key and what the states mean"),
     ("quit", "Quit the console", "a run goes on; reopen the console to watch it"),
@@ -94,6 +97,8 @@ class PostdeckApp(App[int]):
         Binding("S", "seed", "Seed", id="seed"),
         Binding("r", "retry_failed", "Retry", id="retry-failed"),
         Binding("slash", "filter", "Filter", id="filter", key_display="/"),
+        # Not in the footer, which is full at 120 columns: `?` and the palette name it.
+        Binding("h", "history", "History", id="history", show=False),
         Binding("question_mark", "help", "Help", id="help", key_display="?"),
         Binding("q", "quit", "Quit", id="quit"),
     ]
@@ -354,6 +359,18 @@ class PostdeckApp(App[int]):
 
     def action_next_panel(self) -> None:
         self.dashboard.action_next_panel()
+
+    def action_history(self) -> None:
+        name = self._need_campaign()
+        if name is None:
+            return
+        try:
+            ctx = self._ctx_for(name)
+        except InputError as exc:
+            self.notify(exc.explain(CONSOLE_WORDS), title="History", severity="error",
+                        timeout=ERROR_TIMEOUT)
+            return
+        self.push_screen(HistoryScreen(ctx, clock=self.feed.clock))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -6,6 +6,7 @@ import sys
 
 from engine import operations
 from engine.context import PostingContext, default_campaigns_dir
+from engine.history import history
 from engine.problems import InputError, Refused
 from engine.status import campaign_status
 from engine.store import JobRefused
@@ -63,6 +64,13 @@ def run_actions(args, actions: list[str]) -> int:
                                                only=accounts_of(args)))
         if "status" in actions:
             return _status(ctx, args.json)
+        if "history" in actions:
+            return _history(ctx, args.json)
+        if {"pause", "resume"} & set(actions):
+            from engine import pause
+            said = pause.pause(ctx) if "pause" in actions else pause.resume(ctx)
+            print(said.explain(CLI_WORDS))
+            return 0
         if "import_ledger" in actions:
             new, known = operations.import_ledger(ctx, args.import_ledger)
             print(f"{ctx.describe()}: imported {new} new ledger entr{'y' if new == 1 else 'ies'}"
@@ -85,6 +93,32 @@ def run_actions(args, actions: list[str]) -> int:
         return _fail(exc.explain(CLI_WORDS))
     except OSError as exc:   # the net under InputError: never a traceback for a bad path
         return _fail(describe_os_error(exc))
+
+
+def _history(ctx: PostingContext, as_json: bool) -> int:
+    h = history(ctx)
+    if as_json:
+        print(json.dumps(h, indent=2))
+        return 0
+    days = h["days"]
+    posted = sum(d["success"] for d in days)
+    failed = sum(d["failed"] for d in days)
+    unknown = sum(d["unknown"] for d in days)
+    rate = "-" if h["success_rate"] is None else f"{h['success_rate']:.1%}"
+    print(f"{ctx.describe()}: {days[0]['date']} to {days[-1]['date']} "
+          f"({ctx.settings.timezone}): {posted} posted, {failed} failed, {unknown} unknown "
+          f"outcome(s); success rate {rate}")
+    for d in days:
+        print(f"  {d['date']}  posted {d['success']:>4}  failed {d['failed']:>4}  "
+              f"unknown {d['unknown']:>4}")
+    if h["errors_by_type"]:
+        print("  failures by error type: "
+              + ", ".join(f"{t} {n}" for t, n in h["errors_by_type"].items()))
+    for a in h["accounts"]:
+        print(f"  {a['account']:<20} posted {a['success']:>4}  failed {a['failed']:>4}")
+    for warning in h["warnings"]:
+        print(f"  warning: {warning}")
+    return 0
 
 
 def _one_action(ctx: PostingContext, args, actions: list[str]) -> str:
@@ -182,6 +216,9 @@ def _status(ctx: PostingContext, as_json: bool) -> int:
         extra = f" until {a['cooldown_until']}" if a["cooldown_until"] else ""
         if a["gap_until"]:
             extra += f"  next post on its phone at {a['gap_until']}"
+        if a.get("off_by"):
+            extra += (f"  out of rotation since {a['off_at']} by {a['off_by']}: "
+                      f"{one_line(a['off_why'] or '')}")
         err = f"  last error: {one_line(a['last_error'])}" if a["last_error"] else ""
         print(f"  {a['account']:<20} {a['state']:<9} {a['posts_today']}/{a['limit']}"
               f"  waiting {a['waiting']}{extra}{err}")

@@ -1,13 +1,18 @@
 """Account states, derived from the store on every read and never stored.
 
-Precedence when several hold: RUNNING (a job is claimed), BLOCKED (an account error: needs the
-operator), LIMIT (today's slots are used), COOLDOWN (resting after failures or a rate limit),
-WAITING (has jobs it could run but its phone is busy), AVAILABLE.
+Precedence when several hold: RUNNING (a job is claimed), OFF (the operator took it out of
+rotation, engine/rotation.py: who and since when are in `off_by`, `off_at`, `off_why`), BLOCKED
+(an account error: needs the operator), LIMIT (today's slots are used), COOLDOWN (resting after
+failures or a rate limit), WAITING (has jobs it could run but its phone is busy), AVAILABLE.
+RUNNING comes before OFF: a job claimed before the account went out still runs to its end.
+
+OFF is the one state not derived from the store: the rotation file is the operator's word, read
+by the caller and passed in (`disabled`), as the claim reads it.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from . import columns as C
 from .campaigns import Account
@@ -15,9 +20,13 @@ from .rules import (Day, Tally, Usage, account_blocker, counts_today, due, now_i
                     parse_time, tally)
 from .settings import Settings
 
-RUNNING, BLOCKED, LIMIT, COOLDOWN, WAITING, AVAILABLE = (
-    "RUNNING", "BLOCKED", "LIMIT", "COOLDOWN", "WAITING", "AVAILABLE")
-STATES = (RUNNING, BLOCKED, LIMIT, COOLDOWN, WAITING, AVAILABLE)
+RUNNING, OFF, BLOCKED, LIMIT, COOLDOWN, WAITING, AVAILABLE = (
+    "RUNNING", "OFF", "BLOCKED", "LIMIT", "COOLDOWN", "WAITING", "AVAILABLE")
+STATES = (RUNNING, OFF, BLOCKED, LIMIT, COOLDOWN, WAITING, AVAILABLE)
+
+OFF_FIELDS = ("off_by", "off_at", "off_why")
+# account -> {"by", "at", "why"}: engine/rotation.disabled(ctx)
+Disabled = Mapping[str, Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -30,21 +39,35 @@ class AccountState:
     waiting: int                  # jobs that are due but not running
     cooldown_until: str | None    # ISO time while in COOLDOWN
     last_error: str
+    # Out of rotation (whatever the state: a RUNNING account may be out already): who took it
+    # out, since when (ISO time), and why; None while it is in rotation.
+    off_by: str | None = None
+    off_at: str | None = None
+    off_why: str | None = None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields, the off_* ones only while out of rotation (the listing of an account in
+        rotation stays as it always was)."""
+        out = asdict(self)
+        if self.off_by is None:
+            for key in OFF_FIELDS:
+                del out[key]
+        return out
 
 
 def account_states(rows: list[list[str]], settings: Settings, now: float,
                    accounts: Iterable[Account] = (),
                    busy_phones: Iterable[str] = (),
-                   elsewhere: dict[str, Usage] | None = None) -> list[AccountState]:
+                   elsewhere: dict[str, Usage] | None = None,
+                   disabled: Disabled | None = None) -> list[AccountState]:
     """One state per account: those of accounts.txt first, in its order, then any account that
     only appears in the progress file. `busy_phones` are phones held by workers of other runs;
     `elsewhere` is what accounts used today in the host's other progress files (archives of
-    today, other campaigns), which counts toward their limit as the claim counts it."""
+    today, other campaigns), which counts toward their limit as the claim counts it;
+    `disabled` the accounts out of rotation (engine/rotation.disabled)."""
     day = Day.of(now, settings.tz)
     elsewhere = elsewhere or {}
+    disabled = disabled or {}
     tallies = tally(rows, settings, day, elsewhere)
     limit = settings.daily_limit
     phones: dict[str, str] = {a.name: a.phone for a in accounts}
@@ -64,20 +87,26 @@ def account_states(rows: list[list[str]], settings: Settings, now: float,
     out = []
     for account, phone in phones.items():
         t = tallies.get(account) or Tally()
-        state = _state(t, limit, now, due_jobs.get(account, 0), phone in held)
+        off = disabled.get(account)
+        state = _state(t, limit, now, due_jobs.get(account, 0), phone in held, off is not None)
         posted_elsewhere = elsewhere[account].posted if account in elsewhere else 0
         out.append(AccountState(
             account=account, phone=phone, state=state,
             posts_today=successes.get(account, 0) + posted_elsewhere,
             limit=limit, waiting=due_jobs.get(account, 0),
             cooldown_until=now_iso(t.cooldown_until) if state == COOLDOWN else None,
-            last_error=t.last_error))
+            last_error=t.last_error,
+            off_by=off.get("by") if off else None, off_at=off.get("at") if off else None,
+            off_why=off.get("why") if off else None))
     return out
 
 
-def _state(t: Tally, limit: int, now: float, due_count: int, phone_busy: bool) -> str:
+def _state(t: Tally, limit: int, now: float, due_count: int, phone_busy: bool,
+           off: bool = False) -> str:
     if t.running:
         return RUNNING
+    if off:
+        return OFF
     if t.blocked_by:
         return BLOCKED
     reason = account_blocker(t, limit, now)
@@ -127,7 +156,8 @@ class AccountStates:
 
     def compute(self, rows: list[list[str]], settings: Settings, now: float,
                 accounts: list[Account], busy: set[str],
-                elsewhere: dict[str, Usage] | None = None) -> list[AccountState]:
+                elsewhere: dict[str, Usage] | None = None,
+                disabled: Disabled | None = None) -> list[AccountState]:
         groups: dict[str, list[list[str]]] = {}
         held = set(busy)
         retrying: list[list[str]] = []
@@ -143,10 +173,13 @@ class AccountStates:
             elif status == C.RETRYING:
                 retrying.append(row)
         elsewhere = elsewhere or {}
-        # A new day changes every account's count: compute them all.
-        key = (id(accounts), len(accounts), settings, Day.of(now, settings.tz).label)
+        disabled = disabled or {}
+        # A new day changes every account's count, and a change of rotation is the operator's
+        # (rare, and seen at once): compute them all.
+        key = (id(accounts), len(accounts), settings, Day.of(now, settings.tz).label,
+               _rotation_key(disabled))
         if key != self._key or now - self._full_at >= self.full_every or now < self._now:
-            states = account_states(rows, settings, now, accounts, busy, elsewhere)
+            states = account_states(rows, settings, now, accounts, busy, elsewhere, disabled)
             self._key, self._full_at = key, now
         else:
             old = self._groups
@@ -175,7 +208,7 @@ class AccountStates:
                 mine = [r for a in stale for r in groups.get(a, ())]
                 fresh = {s.account: s for s in account_states(
                     mine, settings, now, [a for a in accounts if a.name in stale], held,
-                    {a: u for a, u in elsewhere.items() if a in stale})}
+                    {a: u for a, u in elsewhere.items() if a in stale}, disabled)}
             listed = {a.name for a in accounts}
             order = [a.name for a in accounts] + [a for a in groups if a not in listed]
             states = [fresh.get(a) or self._states[a] for a in order]
@@ -183,3 +216,7 @@ class AccountStates:
         self._groups, self._held, self._now = groups, held, now
         self._elsewhere = elsewhere
         return states
+
+
+def _rotation_key(disabled: Disabled) -> tuple:
+    return tuple(sorted((a, tuple(sorted(e.items()))) for a, e in disabled.items()))

@@ -8,7 +8,9 @@ along a path the table does not name.
                          │  ├──release─────▶ pending | retrying | failed (publishing: unknown)
                          │  └──recover─────▶ retrying | failed (publishing: unknown)
     failed ──retry──▶ retrying          pending | retrying ──skip──▶ skipped
+    pending | retrying | failed ──withdraw──▶ skipped     (the operator, for one job)
     (claimed ──set_phase──▶ claimed: claimed → preparing → publishing, never back)
+    (pending ──to_front──▶ pending: first in the claim order)
 
 The store (engine/tracker.py) keeps the lock, the file and the cache, and calls these under its
 lock; who may write (the claim_id check) and which job is chosen (the claim rules) stay there.
@@ -22,7 +24,7 @@ from . import columns as C
 from .columns import Phase, Status
 from .errors import (INFRASTRUCTURE, OUTCOME_UNKNOWN, UNKNOWN, Classification,
                      attempts_allowed)
-from .rules import as_int, now_iso
+from .rules import as_int, is_blocking, now_iso
 
 TRANSITIONS: dict[str, tuple[frozenset[Status], frozenset[Status]]] = {
     "claim": (frozenset({Status.PENDING, Status.RETRYING}), frozenset({Status.CLAIMED})),
@@ -36,6 +38,10 @@ TRANSITIONS: dict[str, tuple[frozenset[Status], frozenset[Status]]] = {
     "recover": (frozenset({Status.CLAIMED}), frozenset({Status.RETRYING, Status.FAILED})),
     "retry": (frozenset({Status.FAILED}), frozenset({Status.RETRYING})),
     "skip": (frozenset({Status.PENDING, Status.RETRYING}), frozenset({Status.SKIPPED})),
+    # The operator's actions on one job: a claimed job is never touched (a worker holds it).
+    "withdraw": (frozenset({Status.PENDING, Status.RETRYING, Status.FAILED}),
+                 frozenset({Status.SKIPPED})),
+    "to_front": (frozenset({Status.PENDING}), frozenset({Status.PENDING})),
 }
 
 
@@ -219,6 +225,44 @@ def retry(row: list[str]) -> None:
 @transition("skip")
 def skip(row: list[str], now: float, reason: str) -> None:
     """Taken out of the queue for good, with the reason (its video is already posted)."""
+    _skipped(row, now, reason)
+
+
+@transition("withdraw")
+def withdraw(row: list[str], now: float, reason: str) -> None:
+    """The operator takes one job out of the queue for good, with the reason. Two failures are
+    refused, being out of the queue already and holding their account back on purpose: an
+    unknown outcome (it may be public: only as `failed` + `outcome_unknown` does it keep counting
+    toward the account's limit and keep its video from ever being seeded again) and an account
+    error (it keeps the account BLOCKED; skipped, it would let the account post again)."""
+    if is_unknown_outcome(row):
+        raise IllegalTransition(f"job {row[C.JOB_ID]} has an unknown outcome: it stays failed, "
+                                "so it keeps counting toward its account's limit")
+    if is_blocking(row):
+        raise IllegalTransition(f"job {row[C.JOB_ID]} failed with an account error: it stays "
+                                "failed, so its account stays blocked until it is fixed")
+    _skipped(row, now, reason)
+
+
+@transition("to_front")
+def to_front(row: list[str]) -> None:
+    """A pending job asked for first. The row itself does not change: its place in the file is
+    the claim order, and the store moves it (only the status rule lives here)."""
+
+
+def needs_consent(row: list[str]) -> bool:
+    """Whether putting this failed job back needs the operator's explicit word: account and
+    content errors repeat until fixed, and an unknown outcome may already be public (a retry
+    may post it twice)."""
+    return not Classification(row[C.ERROR_CATEGORY] or UNKNOWN,
+                              row[C.ERROR_TYPE] or "unknown").retryable
+
+
+def is_unknown_outcome(row: list[str]) -> bool:
+    return row[C.STATUS] == Status.FAILED and row[C.ERROR_TYPE] == OUTCOME_UNKNOWN
+
+
+def _skipped(row: list[str], now: float, reason: str) -> None:
     row[C.STATUS] = Status.SKIPPED
     row[C.ERROR] = reason
     row[C.ERROR_TYPE] = "skipped"

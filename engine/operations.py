@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import rotation
 from .campaigns import Account, Video, list_campaign_dirs
 from .context import PostingContext
 from .legacy import parse_master_ledger, read_scheduler_state
@@ -75,7 +76,10 @@ def check_accounts(ctx: PostingContext, names: list[str],
 
 
 def load_inputs(ctx: PostingContext) -> tuple[list[Account], list[Video]]:
-    """The accounts and captioned videos, validated: campaign files, or legacy ones."""
+    """The accounts and captioned videos, validated: campaign files, or legacy ones. The
+    rotation file is checked with them: which accounts may post is an input of the run too,
+    and a run must not start on a file its workers would refuse."""
+    rotation.disabled(ctx)
     if ctx.legacy:
         return ctx.load_accounts(), read_scheduler_state(ctx.scheduler_state_file)[0]
     campaign = ctx.load_campaign()
@@ -109,6 +113,41 @@ def retry_all_failed(ctx: PostingContext, include_non_retryable: bool = False) -
     store = open_store(ctx)
     store.validate()  # refuse a corrupt file before taking (and creating) its lock
     return store.retry_all_failed(include_non_retryable)
+
+
+# --- the operator's actions on one job (the store refuses with JobRefused) -------------------------
+def retry_job(ctx: PostingContext, job_id: str, include_non_retryable: bool = False) -> dict:
+    """One failed job back in the queue (JobStore.retry_job); refused like retry_all_failed in a
+    disabled campaign."""
+    require_enabled(ctx)
+    return _store_for_action(ctx).retry_job(job_id, include_non_retryable)
+
+
+def skip_job(ctx: PostingContext, job_id: str, reason: str) -> dict:
+    return _store_for_action(ctx).skip_job(job_id, reason)
+
+
+def move_to_front(ctx: PostingContext, job_id: str) -> dict:
+    return _store_for_action(ctx).move_to_front(job_id)
+
+
+def _store_for_action(ctx: PostingContext):
+    store = open_store(ctx)
+    store.validate()  # refuse a corrupt file before taking (and creating) its lock
+    return store
+
+
+# --- accounts out of rotation and back (engine/rotation.py) ---------------------------------------
+def disable_account(ctx: PostingContext, account: str, why: str) -> dict[str, str]:
+    """Out of rotation, by the OS user running postdeck: {by, at, why}."""
+    require_folders(ctx)
+    return rotation.disable(ctx, account, rotation.current_user(), why)
+
+
+def enable_account(ctx: PostingContext, account: str) -> bool:
+    """Back in rotation; False when it was not out."""
+    require_folders(ctx)
+    return rotation.enable(ctx, account)
 
 
 def list_campaigns(campaigns_dir: Path) -> list[dict]:

@@ -9,6 +9,7 @@ from .accounts import account_states, concurrency_metrics
 from .context import PostingContext
 from .pacing import gap_ends, local_iso, window_status
 from .phones import held_phones
+from . import rotation
 from .pause import paused
 from .power import PhonePower
 from .problems import InputError
@@ -33,7 +34,13 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
     alive = {hb.worker_id for hb in live_workers(ctx)}
     other_phones = _phones_held_elsewhere(ctx)
     elsewhere = store.usage_elsewhere(Day.of(now, ctx.settings.tz))
-    states = account_states(table.rows, ctx.settings, now, accounts, other_phones, elsewhere)
+    warnings = _ledger_warnings(store)
+    try:
+        off = rotation.disabled(ctx)
+    except InputError as exc:     # the status still shows; --run refuses with the same message
+        off, warnings = {}, warnings + [str(exc)]
+    states = account_states(table.rows, ctx.settings, now, accounts, other_phones, elsewhere,
+                            off)
     day = Day.of(now, ctx.settings.tz)
     power = {r.phone: r for r in PhonePower(ctx.power_dir, ctx.settings.tz).records(
         _phones_of(states, table.rows))}
@@ -63,7 +70,7 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
         "posting_window": window_status(ctx.settings, now),
         "paused": _paused(ctx),
         "concurrency": concurrency_metrics(states),
-        "warnings": _ledger_warnings(store),
+        "warnings": warnings,
         "captions_without_video": without_video,
     }
 

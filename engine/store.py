@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Protocol, runtime_checkable
 from .campaigns import Account, Video, video_name
 from .errors import Classification
 from .lifecycle import Job, RetryPolicy
+from .problems import Refused
 from .progress_csv import Table
 from .rules import Day, Usage
 from .settings import Settings
@@ -46,6 +47,28 @@ class Ledger:
             for cell in bad.cells:
                 posted.add(cell, cell)
         return posted
+
+
+class JobRefused(Refused):
+    """An operator's action on one job that must not happen as asked (retry, skip, move to the
+    front). `job_id` names the job; `reason` says why in one word, so each front end can add what
+    to do in its own words (a flag, a key):
+
+    - `unknown_job`: no job of today has that id
+    - `claimed`: a worker holds it (stop the run, or wait for the attempt to end)
+    - `needs_consent`: a retry that may hurt (an account or content error, an unknown outcome
+      that may already be public): asked again with the operator's explicit consent it goes
+    - `posted`: its video is posted (a success, or in the ledger)
+    - `status`: the job is not in a status the action starts from (the message says which)
+    """
+
+    UNKNOWN_JOB, CLAIMED, NEEDS_CONSENT, POSTED, STATUS = (
+        "unknown_job", "claimed", "needs_consent", "posted", "status")
+
+    def __init__(self, job_id: str, reason: str, message: str):
+        self.job_id = job_id
+        self.reason = reason
+        super().__init__(message)
 
 
 class PostedVideos:
@@ -113,6 +136,16 @@ class JobStore(Protocol):
                       counted: bool = True) -> list[dict]: ...
 
     def retry_all_failed(self, include_non_retryable: bool = False) -> int: ...
+
+    # --- the operator's actions on one job (JobRefused when they must not happen) --------------
+    def retry_job(self, job_id: str, include_non_retryable: bool = False) -> dict[str, str]:
+        """A failed job back in the queue, due now, with fresh attempts (lifecycle `retry`)."""
+
+    def skip_job(self, job_id: str, reason: str) -> dict[str, str]:
+        """A job not claimed taken out of the queue for good (lifecycle `withdraw`)."""
+
+    def move_to_front(self, job_id: str) -> dict[str, str]:
+        """A pending job first in the claim order (lifecycle `to_front`)."""
 
     # --- the day -----------------------------------------------------------------------------
     def seed(self, videos: list[Video], accounts: list[Account], campaign: str) -> list[dict]: ...

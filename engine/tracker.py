@@ -7,6 +7,9 @@ file and line, byte-for-byte untouched.
 
 A claim is a lease: it writes a fresh `claim_id`, and every later write for that job must present
 it, so a worker whose claim was recovered cannot overwrite the job's newer state.
+
+The operator acts on one job (retry, skip, move to the front) through the same lock and the same
+lifecycle table, so these may run while a run goes: a claimed job is refused, never forced.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from . import columns as C
 from . import lifecycle
 from .campaigns import Account, Video, video_name
 from .durable import append_durable, write_atomic
-from .errors import OUTCOME_UNKNOWN, UNKNOWN, Classification, classify
+from .errors import OUTCOME_UNKNOWN, Classification, classify
 from .problems import InputError, Remedy, decode_utf8, read_input
 from .progress_csv import (HEADER_BYTES, HEADER_ONLY, CorruptProgressFile, Table, job_dict,
                            parse_progress, reparse, serialize, serialize_table)
@@ -33,14 +36,18 @@ from .lifecycle import Job, RetryPolicy
 from .limits import HostDay, account_lock, lenient_rows
 from .pacing import PostingWindow, gap_ends
 from .power import PhonePower
+from .rotation import Rotation, rotation_path
 from .rules import Day, Tally, Usage, account_blocker, due, now_iso, parse_time, tally
 from .settings import Settings
-from .store import DamagedLine, Ledger, PostedVideos
+from .store import DamagedLine, JobRefused, Ledger, PostedVideos
 
 LOCK_TIMEOUT_S = 120.0
 IMPORTED = "imported:"   # posted_at of a ledger entry postdeck did not write itself
 # filelock's default 50 ms poll throttles contended claims to ~20 a second per waiter.
 LOCK_POLL_S = 0.002
+OPERATOR_SKIP = "skipped by the operator"   # a skip's reason when the operator gave none
+# How each operator action on one job is named in a refusal.
+ACTION_WORDS = {"retry": "retry", "withdraw": "skip", "to_front": "move to the front"}
 
 
 class ClaimLost(Exception):
@@ -59,7 +66,7 @@ class ProgressStore:
     def __init__(self, path: Path, ledger_path: Path, settings: Settings,
                  retry: RetryPolicy | None = None, clock: Callable[[], float] = time.time,
                  run_id: str = "", host: HostDay | None = None,
-                 power: PhonePower | None = None):
+                 power: PhonePower | None = None, rotation: Rotation | None = None):
         self.path = Path(path)
         self.ledger_path = Path(ledger_path)
         self.settings = settings
@@ -74,6 +81,7 @@ class ProgressStore:
         self._cache: tuple[bytes, Table] | None = None
         self.window = PostingWindow.of(settings)
         self.power = power
+        self.rotation = rotation     # accounts out of rotation (engine/rotation.py)
 
     @classmethod
     def for_context(cls, ctx, **kwargs) -> "ProgressStore":
@@ -81,6 +89,7 @@ class ProgressStore:
                                           ctx.campaigns_dir))
         kwargs.setdefault("power", PhonePower(ctx.power_dir, ctx.settings.tz,
                                               kwargs.get("clock", time.time)))
+        kwargs.setdefault("rotation", Rotation(rotation_path(ctx)))
         return cls(ctx.progress_file, ctx.ledger_file, ctx.settings, **kwargs)
 
     # --- reading ---------------------------------------------------------------------------------
@@ -177,7 +186,8 @@ class ProgressStore:
         first (the worker kept it on for them).
 
         Pacing: nothing is claimed while the posting window is closed, nor on a phone whose
-        last post ended less than min_gap_seconds ago.
+        last post ended less than min_gap_seconds ago. An account out of rotation
+        (engine/rotation.py) is passed over: its jobs stay as they are.
 
         The daily limit counts what the account used today anywhere on the host
         (engine/limits.py); the host-wide account lock is held from that count until the claim
@@ -205,10 +215,13 @@ class ProgressStore:
 
             tallies: dict[str, Tally | None] = {}
             in_ledger = self._ledger_names()
+            off = self._out_of_rotation()
             skipped = False
             for row in self._candidates(table, now, prefer_phone):
                 account = row[C.ACCOUNT]
                 if accounts is not None and account not in accounts:
+                    continue
+                if account in off:
                     continue
                 if in_ledger and video_name(row[C.VIDEO_PATH]) in in_ledger:
                     # posted already (a ledger imported or edited after this job was seeded)
@@ -295,6 +308,10 @@ class ProgressStore:
         names = book.posted().names
         self._ledger_cache = (st.st_ino, raw.rfind(b"\n") + 1, names)
         return names
+
+    def _out_of_rotation(self) -> frozenset[str]:
+        """The accounts the operator took out of rotation (a stat per call; read on change)."""
+        return self.rotation.accounts() if self.rotation is not None else frozenset()
 
     def _account_lock(self, account: str) -> FileLock | None:
         if not self.host.shared:
@@ -441,15 +458,86 @@ class ProgressStore:
                     continue
                 if posted.holds(video_name(row[C.VIDEO_PATH]), row[C.JOB_ID]):
                     continue
-                cls = Classification(row[C.ERROR_CATEGORY] or UNKNOWN,
-                                     row[C.ERROR_TYPE] or "unknown")
-                if not (cls.retryable or include_non_retryable):
+                if lifecycle.needs_consent(row) and not include_non_retryable:
                     continue
                 lifecycle.retry(row)
                 count += 1
             return bool(count), count
 
         return self._locked(change)  # type: ignore[return-value]
+
+    # --- the operator's actions on one job ------------------------------------------------------
+    def retry_job(self, job_id: str, include_non_retryable: bool = False) -> dict[str, str]:
+        """One failed job back in the queue as `retrying`, due now, with fresh attempts (what
+        retry_all_failed does for each). Account and content errors and unknown outcomes only
+        with `include_non_retryable`: an unknown outcome may already be public, so a retry may
+        post it twice. A video already in the ledger is never retried. JobRefused otherwise."""
+        posted = self.posted()
+
+        def act(table: Table, row: list[str], now: float) -> bool:
+            if row[C.STATUS] == C.FAILED:
+                if posted.holds(video_name(row[C.VIDEO_PATH]), job_id):
+                    raise JobRefused(job_id, JobRefused.POSTED,
+                                     f"job {job_id}: its video is in the ledger "
+                                     f"{self.ledger_path}: it was posted, so it is never retried")
+                if lifecycle.needs_consent(row) and not include_non_retryable:
+                    raise JobRefused(job_id, JobRefused.NEEDS_CONSENT, _consent_wanted(row))
+            lifecycle.retry(row)
+            return True
+
+        return self._act_on_job(job_id, "retry", act)
+
+    def skip_job(self, job_id: str, reason: str) -> dict[str, str]:
+        """Take one job out of the queue for good (`skipped`, the reason in `error`): a pending or
+        retrying one, or a failed one that holds nothing back (lifecycle `withdraw`). A claimed
+        job is refused, never forced: a worker holds it. JobRefused otherwise."""
+        reason = " ".join(str(reason).split())[:500] or OPERATOR_SKIP
+
+        def act(table: Table, row: list[str], now: float) -> bool:
+            lifecycle.withdraw(row, now, reason)
+            return True
+
+        return self._act_on_job(job_id, "withdraw", act)
+
+    def move_to_front(self, job_id: str) -> dict[str, str]:
+        """A pending job first in the claim order: its row moves first in the file (the file's
+        order is the FIFO order), every other row as it was. JobRefused unless pending."""
+        def act(table: Table, row: list[str], now: float) -> bool:
+            lifecycle.to_front(row)
+            return _move_first(table, table.index[job_id])
+
+        return self._act_on_job(job_id, "to_front", act)
+
+    def _act_on_job(self, job_id: str, action: str,
+                    act: Callable[[Table, list[str], float], bool]) -> dict[str, str]:
+        """Run `act(table, row, now)` on job `job_id` under the lock (it returns whether it
+        changed the file) and return the job as written. An unknown id, a claimed job and a
+        transition the lifecycle table refuses are JobRefused, the file left as it was."""
+        if self.job(job_id) is None:
+            # Checked first without the lock, so a typo creates nothing (not even the lock file);
+            # checked again under it.
+            raise self._unknown_job(job_id)
+
+        def change(table: Table, now: float):
+            row = table.get(job_id)
+            if row is None:
+                raise self._unknown_job(job_id)
+            if row[C.STATUS] == C.CLAIMED:
+                raise JobRefused(job_id, JobRefused.CLAIMED,
+                                 f"job {job_id} is claimed by worker {row[C.WORKER_ID] or '?'}: "
+                                 "a worker holds it; stop the run or wait")
+            try:
+                changed = act(table, row, now)
+            except lifecycle.IllegalTransition as exc:
+                raise _refused(job_id, action, row, exc) from None
+            return changed, job_dict(row)
+
+        return self._locked(change)  # type: ignore[return-value]
+
+    def _unknown_job(self, job_id: str) -> JobRefused:
+        return JobRefused(job_id, JobRefused.UNKNOWN_JOB,
+                          f"no job {job_id!r} in today's progress file {self.path}; a job id is "
+                          "`<video file name>_<campaign>` (its job_id column)")
 
     # --- what an idle worker waits for ----------------------------------------------------------
     def next_chance(self, phone: str | None = None,
@@ -472,6 +560,7 @@ class ProgressStore:
             return others, None     # the window opens tomorrow: nothing more today
         earliest: float | None = None
         gaps: dict[str, float | None] = {}
+        off = self._out_of_rotation()
         for row in table.rows:
             status = row[C.STATUS]
             if status not in (C.PENDING, C.RETRYING):
@@ -480,6 +569,8 @@ class ProgressStore:
                 continue
             if accounts is not None and row[C.ACCOUNT] not in accounts:
                 continue
+            if row[C.ACCOUNT] in off:
+                continue    # out of rotation: only the operator brings it back
             t = tallies[row[C.ACCOUNT]]
             if t.blocked_by or t.used - t.running >= limit:
                 continue  # not today, whatever happens
@@ -708,6 +799,51 @@ class ProgressStore:
             n += 1
             candidate = self.path.with_name(f"{stem}_{date}_{n}.csv")
         return candidate
+
+
+def _move_first(table: Table, i: int) -> bool:
+    """Row i first in the table, every other row in its order; False when it is first already.
+    Each row keeps its bytes, so the write re-serializes nothing."""
+    if i == 0:
+        return False
+    for column in (table.rows, table.raw, table.orig):
+        column.insert(0, column.pop(i))
+    table.index = {r[C.JOB_ID]: n for n, r in enumerate(table.rows)}
+    return True
+
+
+def _consent_wanted(row: list[str]) -> str:
+    """Why a retry of this failed job waits for the operator's explicit word."""
+    job_id, error_type = row[C.JOB_ID], row[C.ERROR_TYPE] or "unknown"
+    if error_type == OUTCOME_UNKNOWN:
+        return (f"job {job_id} has an unknown outcome: the post may already be public, so a "
+                "retry may post it twice; check the account first, and retry it, including "
+                "non-retryable failures, only if the video is not there")
+    return (f"job {job_id} failed with an error a retry repeats until it is fixed "
+            f"({row[C.ERROR_CATEGORY] or 'non-retryable'}: {error_type}); fix it first, then "
+            "retry it including non-retryable failures")
+
+
+def _refused(job_id: str, action: str, row: list[str], exc: Exception) -> JobRefused:
+    """A transition the lifecycle table refused, worded for the operator by the job's status."""
+    status, verb = row[C.STATUS], ACTION_WORDS[action]
+    if status == C.SUCCESS:
+        return JobRefused(job_id, JobRefused.POSTED, f"job {job_id} was posted "
+                          f"({row[C.COMPLETED_AT] or 'today'}); there is nothing to {verb}")
+    if status == C.SKIPPED:
+        return JobRefused(job_id, JobRefused.STATUS, f"job {job_id} was skipped "
+                          f"({row[C.ERROR] or 'no reason given'}); it is out of the queue for "
+                          f"good, so there is nothing to {verb}")
+    if action == "retry":
+        return JobRefused(job_id, JobRefused.STATUS, f"job {job_id} is {status}: it is in the "
+                          "queue already; only a failed job can be retried")
+    if action == "to_front":
+        return JobRefused(job_id, JobRefused.STATUS, f"job {job_id} is {status}; only a pending "
+                          "job can be moved to the front"
+                          + ("; retry it first" if status == C.FAILED else ""))
+    # withdraw: a failed job that holds its account back (the lifecycle says how)
+    return JobRefused(job_id, JobRefused.STATUS, f"{exc}; it is out of the queue already, so "
+                      "there is nothing to skip")
 
 
 def job_id_for(filename: str, campaign: str) -> str:

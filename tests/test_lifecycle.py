@@ -26,6 +26,8 @@ CALLS = {
     "recover": lambda r: L.recover(r, T0, "worker 1 was lost", POLICY, 3),
     "retry": lambda r: L.retry(r),
     "skip": lambda r: L.skip(r, T0, "already posted"),
+    "withdraw": lambda r: L.withdraw(r, T0, "skipped by the operator"),
+    "to_front": lambda r: L.to_front(r),
 }
 
 

@@ -54,3 +54,50 @@ def test_pause_and_resume_are_refused_when_they_mean_nothing(campaigns_dir):
     with pytest.raises(Refused, match="not paused"):
         resume(ctx)
     assert not (ctx.state_dir / "paused.json").exists()
+
+
+def test_pause_and_resume_from_the_cli(campaigns_dir):
+    from conftest import postdeck
+    sim = fast_sim(boot_seconds=0.05, post_seconds=1.0)
+    root = write_campaign(campaigns_dir / "c", [f"a{i}" for i in range(4)], 4, {"simulation": sim})
+    ctx = PostingContext.for_campaign_dir(root, campaigns_dir)
+
+    def cli(*args):
+        return postdeck("--no-ui", "--campaigns-dir", str(campaigns_dir), "--campaign", "c", *args)
+
+    refused = cli("--resume")
+    assert refused.returncode == 1 and "not paused" in refused.stderr, refused.stderr
+    refused = cli("--pause")
+    assert refused.returncode == 1 and "no run is going" in refused.stderr
+    sup = runs.start_detached(campaigns_dir, "c", "--workers", "1")
+    runs.wait_for(lambda: status(campaigns_dir)["running"], what="the run")
+    said = cli("--pause")
+    assert said.returncode == 0 and "paused" in said.stdout, said.stderr
+    runs.wait_for(lambda: status(campaigns_dir)["paused"], what="paused in the status")
+    text = cli("--status")
+    assert text.returncode == 0
+    assert cli("--pause").returncode == 1
+    said = cli("--resume")
+    assert said.returncode == 0 and "resumed" in said.stdout
+    runs.wait_exit(sup, timeout=60)
+    assert {r[C.STATUS] for r in runs.rows_of(ctx)} == {C.SUCCESS}
+
+
+def test_history_json_from_the_cli(campaigns_dir):
+    import json
+    from conftest import postdeck
+    root = write_campaign(campaigns_dir / "c", ["good", "bad"], 2, {"simulation": fast_sim(
+        failures={"bad": "account suspended"})})
+    base = ("--no-ui", "--campaigns-dir", str(campaigns_dir), "--campaign", "c")
+    assert postdeck(*base, "--run").returncode == 0
+    res = postdeck(*base, "--history", "--json")
+    assert res.returncode == 0, res.stderr
+    h = json.loads(res.stdout)
+    assert set(h) >= {"days", "errors_by_type", "accounts"} and len(h["days"]) == 30
+    assert (h["days"][-1]["success"], h["days"][-1]["failed"]) == (1, 1)
+    assert h["errors_by_type"] == {"suspended": 1}
+    assert {a["account"]: (a["success"], a["failed"]) for a in h["accounts"]} == {
+        "good": (1, 0), "bad": (0, 1)}
+    usage = postdeck(*base, "--seed-only", "--json")
+    assert usage.returncode == 2 and "--history" in usage.stderr
+    assert root.exists()

@@ -13,6 +13,7 @@ KEYS = """\
   [b]x[/b]      stop: workers finish their current job, then the run ends
   [b]X[/b]      stop all: end now, release claims, stop the phones (asks first)
   [b]p[/b]      pause / resume: workers finish their job, turn their phones off and wait
+  [b]h[/b]      history: posts per day over the last 30 days, failures by type, accounts
   [b]R[/b]      reset the day: archive progress.csv, start empty (asks first; refused while a run is alive)
   [b]S[/b]      seed today's jobs
   [b]r[/b]      retry failed jobs (asks first; account and content errors stay failed)

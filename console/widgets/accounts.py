@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from textual.binding import Binding
 
-from engine.accounts import AVAILABLE, BLOCKED, COOLDOWN, LIMIT, RUNNING, WAITING, AccountState
+from engine.accounts import (AVAILABLE, BLOCKED, COOLDOWN, LIMIT, OFF, RUNNING, WAITING,
+                             AccountState)
 from engine.pacing import gap_ends
 from engine.power import PowerRecord
 from engine.rules import parse_time
@@ -31,7 +32,7 @@ COLUMNS = (
 )
 
 TONES = {RUNNING: "busy", BLOCKED: "bad", LIMIT: "ok", COOLDOWN: "warn", WAITING: "info",
-         AVAILABLE: "dim"}
+         AVAILABLE: "dim", OFF: "warn"}
 
 
 def gaps_of(states: list[AccountState], records: dict[str, PowerRecord], settings: Settings,

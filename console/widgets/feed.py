@@ -22,6 +22,7 @@ from engine.accounts import AccountStates
 from engine.campaigns import list_campaign_dirs
 from engine.context import PostingContext
 from engine.pacing import window_status
+from engine import rotation
 from engine.pause import paused
 from engine.power import PhonePower, PowerRecord
 from engine.problems import InputError
@@ -336,7 +337,11 @@ class Feed:
         if store is None:
             store = self._stores[ctx.progress_file] = open_store(ctx)
         elsewhere = store.usage_elsewhere(Day.of(now, ctx.settings.tz))
-        states = self._states.compute(rows, ctx.settings, now, accounts, busy, elsewhere)
+        try:
+            off = rotation.disabled(ctx)
+        except InputError:          # the status and --run name the damaged file
+            off = {}
+        states = self._states.compute(rows, ctx.settings, now, accounts, busy, elsewhere, off)
         records = self._phones(ctx, now, frame, shown, alive, self._campaign_phones(states, rows))
         frame.accounts = self._accounts.build(states, now,
                                               gaps_of(states, records, ctx.settings, now))

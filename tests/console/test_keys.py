@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from console.app import ConsoleCommands, PostdeckApp
+from console.app import COMMANDS, ConsoleCommands, PostdeckApp
 from console.screens.confirm import ConfirmModal
 from console.screens.help import HelpScreen
+from console.screens.history import HistoryScreen
 from console.screens.job_detail import JobDetailScreen
 from console.screens.start_form import StartForm, parse_request
 from console.widgets.key_footer import FooterItem
@@ -292,12 +293,13 @@ async def test_command_palette_lists_every_action(frozen_dir):
         await next_frame(pilot)
         provider = ConsoleCommands(app.screen)
         titles = [hit.text async for hit in provider.discover()]
-        assert len(titles) == 11 and "Reset the day" in titles
+        assert len(titles) == len(COMMANDS) == 13 and "Reset the day" in titles
+        assert {"History", "Pause or resume the run"} <= set(titles)
         hits = [hit async for hit in provider.search("seed")]
         assert "Seed today's jobs" in [hit.text for hit in hits]
         ids = {b.id for b in app.BINDINGS}
-        assert {"start", "stop", "stop-all", "reset-day", "seed", "retry-failed", "filter",
-                "help", "quit"} <= ids
+        assert {"start", "stop", "stop-all", "pause", "history", "reset-day", "seed",
+                "retry-failed", "filter", "help", "quit"} <= ids
         await pilot.press("ctrl+p")
         await pilot.pause(0.2)
         await pilot.press(*"help")
@@ -346,3 +348,18 @@ async def test_start_form_shows_errors_and_cancels(fresh):
         await pilot.press("escape")
         assert not isinstance(app.screen, StartForm)
         assert not (ctx.state_dir / "run.json").exists()
+
+
+@async_test
+async def test_h_opens_the_history_of_the_open_campaign_and_escape_closes_it(frozen_dir):
+    app = PostdeckApp(frozen_dir, "spring", clock=frozen_clock, pid_alive=fake_alive,
+                      poll_interval=3600, blink=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await next_frame(pilot)
+        await pilot.press("h")
+        await wait_until(pilot, lambda: isinstance(app.screen, HistoryScreen), what="history")
+        await wait_until(pilot, lambda: "success rate" in screen_text(app).lower(),
+                         what="the history drawn")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, HistoryScreen),
+                         what="history closed")
