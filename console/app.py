@@ -2,9 +2,10 @@
 
 Polling: a timer fires, a thread worker reads the engine (`Feed.poll`, no locks taken), the main
 thread hands the rows to the panels, and only then is the next poll scheduled with `set_timer` —
-polls never overlap, however slow the disk. Actions (start, stop, seed, retry, reset) run in
-thread workers and report with a notification; each one takes its campaign (or job) when the key
-is pressed, never from where the cursor is later. Quitting the console leaves a run going: the
+polls never overlap, however slow the disk. Actions (start, stop, seed, retry, reset, and
+those on one job or one account) run in thread workers and report with a notification; each one
+takes its campaign (or job, or account) when the key is pressed, never from where the cursor is
+later. Quitting the console leaves a run going: the
 supervisor runs detached, in its own session.
 """
 from __future__ import annotations
@@ -23,10 +24,11 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.timer import Timer
 
 from engine import columns as C
-from engine import operations
+from engine import lifecycle, operations, rotation
 from engine.context import PostingContext
 from engine.problems import InputError, Refused
 from engine.runstate import process_alive, quiet_campaign
+from engine.store import open_store
 
 from .screens.confirm import ConfirmModal
 from .screens.dashboard import PANELS, DashboardScreen
@@ -45,6 +47,11 @@ from .words import CONSOLE_WORDS
 ERROR_TIMEOUT = 12.0
 DEFAULT_MAX_WORKERS = 4
 
+# What a retry of a job whose failure is not retryable risks (its confirmation says it).
+RISK_UNKNOWN_OUTCOME = "an unknown outcome may already be public: a retry may post it twice"
+RISK_ACCOUNT_OR_CONTENT = "an account or content error will likely fail again"
+DISABLE_WHY = "taken out in the console"
+
 # (action, title in the command palette, help); the keys are in PostdeckApp.BINDINGS
 COMMANDS = (
     ("start", "Start a run", "open the start form: workers and phones"),
@@ -54,6 +61,12 @@ COMMANDS = (
     ("reset_day", "Reset the day", "archive today's progress file and start a new day"),
     ("seed", "Seed today's jobs", "add jobs for videos not posted yet"),
     ("retry_failed", "Retry failed jobs", "put retryable failed jobs back in the queue"),
+    ("retry_job", "Retry this job now", "the failed job under the cursor back in the queue; "
+     "asks first, and names the risk of an account error or an unknown outcome"),
+    ("skip_job", "Skip this job", "the job under the cursor leaves the queue for good (asks first)"),
+    ("job_to_front", "Move this job to the front", "the pending job under the cursor is claimed next"),
+    ("toggle_account", "Take the account out of rotation, or back",
+     "the account under the accounts panel's cursor: out (asks first) or back in"),
     ("filter", "Filter the focused panel", "type to narrow the rows"),
     ("job_detail", "Job detail", "the job under the cursor: caption, error, log lines"),
     ("history", "History", "posts per day over the last 30 days, failures by type, accounts"),
@@ -234,20 +247,25 @@ class PostdeckApp(App[int]):
         return name
 
     @work(thread=True, group="action", exit_on_error=False)
-    def _run(self, label: str, name: str, action: Callable[[PostingContext], str]) -> None:
-        """Run an engine action off the main thread; its result or refusal is notified."""
+    def _run(self, label: str, name: str, action: Callable[[PostingContext], str],
+             done: Callable[[], None] | None = None) -> None:
+        """Run an engine action off the main thread; its result or refusal is notified (then
+        `done` is called, on the main thread)."""
         try:
             message, severity = action(self._ctx_for(name)), "information"
         except (InputError, Refused) as exc:
             message, severity = exc.explain(CONSOLE_WORDS), "error"
         except Exception as exc:  # an unexpected failure is shown, never a crash
             message, severity = f"{label} failed: {type(exc).__name__}: {exc}", "error"
-        self.call_from_thread(self._report, label, message, severity)
+        self.call_from_thread(self._report, label, message, severity, done)
 
-    def _report(self, label: str, message: str, severity: str) -> None:
+    def _report(self, label: str, message: str, severity: str,
+                done: Callable[[], None] | None = None) -> None:
         self.notify(message, title=label, severity=severity,
                     timeout=ERROR_TIMEOUT if severity == "error" else 6)
         self.request_refresh()
+        if done is not None:
+            done()
 
     # --- actions -----------------------------------------------------------------------------------
     def action_start(self) -> None:
@@ -353,6 +371,129 @@ class PostdeckApp(App[int]):
             "--retry-all-failed --retry-include-non-retryable once you have checked them).",
             "retry"), confirmed)
 
+    # --- one job: the job under the jobs panel's cursor, or the detail screen's ------------------
+    def _target_job(self) -> tuple[str, str] | None:
+        """(campaign, job id) an action on one job acts on, taken now."""
+        if isinstance(self.screen, JobDetailScreen):
+            return self.screen.campaign, self.screen.job_id
+        key = self.dashboard.jobs.cursor_key
+        if key is None or self.campaign is None:
+            self.notify("no job under the cursor", severity="warning")
+            return None
+        return self.campaign, key
+
+    def action_retry_job(self) -> None:
+        target = self._target_job()
+        if target is not None:
+            self.retry_job(*target)
+
+    def action_skip_job(self) -> None:
+        target = self._target_job()
+        if target is not None:
+            self.skip_job(*target)
+
+    def action_job_to_front(self) -> None:
+        target = self._target_job()
+        if target is not None:
+            self.job_to_front(*target)
+
+    def retry_job(self, name: str, job_id: str, done: Callable[[], None] | None = None) -> None:
+        self._check_retry(name, job_id, done)
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _check_retry(self, name: str, job_id: str, done: Callable[[], None] | None) -> None:
+        """Read the job (without the lock) to choose the confirmation: a plain one for a retryable
+        failure, one that names the risk when the engine wants the operator's consent. A job that
+        is not failed (claimed, pending, gone) goes straight to the engine, which refuses it in
+        its own words; without consent it never retries a risky job."""
+        try:
+            row = open_store(self._ctx_for(name)).read().get(job_id)
+        except InputError as exc:
+            self.call_from_thread(self._report, "Retry job", exc.explain(CONSOLE_WORDS), "error")
+            return
+        if row is None or row[C.STATUS] != C.FAILED:
+            self.call_from_thread(self._run, "Retry job", name,
+                                  partial(_retry_job, job_id=job_id, consent=False), done)
+            return
+        self.call_from_thread(self._confirm_retry, name, job_id, list(row), done)
+
+    def _confirm_retry(self, name: str, job_id: str, row: list[str],
+                       done: Callable[[], None] | None) -> None:
+        risky = lifecycle.needs_consent(row)
+        error = " ".join((row[C.ERROR] or "").split())[:200] or "no error text"
+        kind = f"{row[C.ERROR_CATEGORY] or 'unknown'}/{row[C.ERROR_TYPE] or 'unknown'}"
+        if not risky:
+            title, body, label = (
+                f"Retry {job_id} now?",
+                f"It failed with a retryable error ({kind}: {error}). It goes back in the queue, "
+                "due now, with fresh attempts.", "retry")
+        else:
+            risk = (RISK_UNKNOWN_OUTCOME if lifecycle.is_unknown_outcome(row)
+                    else RISK_ACCOUNT_OR_CONTENT)
+            title, body, label = (
+                f"Retry {job_id} anyway?",
+                f"Its failure is not retryable ({kind}: {error}): {risk}. Check the account "
+                f"{row[C.ACCOUNT]} first; confirm and it goes back in the queue, due now, with "
+                "fresh attempts.", "retry anyway")
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._run("Retry job", name,
+                          partial(_retry_job, job_id=job_id, consent=risky), done)
+
+        self.push_screen(ConfirmModal(title, body, label), confirmed)
+
+    def skip_job(self, name: str, job_id: str, done: Callable[[], None] | None = None) -> None:
+        reason = f"skipped in the console by {rotation.current_user()}"
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._run("Skip job", name, partial(_skip_job, job_id=job_id, reason=reason),
+                          done)
+
+        self.push_screen(ConfirmModal(
+            f"Skip {job_id}?",
+            f"It leaves today's queue for good (status skipped, \"{reason}\"); no worker posts "
+            "it today. A job a worker holds now is refused.", "skip"), confirmed)
+
+    def job_to_front(self, name: str, job_id: str, done: Callable[[], None] | None = None) -> None:
+        self._run("Move to front", name, partial(_job_to_front, job_id=job_id), done)
+
+    # --- one account: in rotation or out -----------------------------------------------------------
+    def action_toggle_account(self) -> None:
+        """The account under the accounts panel's cursor out of rotation (asks first), or back in
+        when the rotation file says it is out (at once)."""
+        account = self.dashboard.query_one(AccountsPanel).cursor_key
+        if account is None or self.campaign is None:
+            self.notify("no account under the cursor", severity="warning")
+            return
+        self._check_toggle(self.campaign, account)
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _check_toggle(self, name: str, account: str) -> None:
+        try:
+            out = account in rotation.disabled(self._ctx_for(name))
+        except InputError as exc:
+            self.call_from_thread(self._report, "Rotation", exc.explain(CONSOLE_WORDS), "error")
+            return
+        if out:
+            self.call_from_thread(self._run, "Back in rotation", name,
+                                  partial(_enable_account, account=account))
+        else:
+            self.call_from_thread(self._confirm_disable, name, account)
+
+    def _confirm_disable(self, name: str, account: str) -> None:
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._run("Out of rotation", name,
+                          partial(_disable_account, account=account, why=DISABLE_WHY))
+
+        self.push_screen(ConfirmModal(
+            f"Take {account} out of rotation?",
+            f"No worker claims a new job of {account} until you put it back (d again); its "
+            "pending jobs stay pending, and a job it runs now runs to its end.", "take it out"),
+            confirmed)
+
     def action_filter(self) -> None:
         if not self.dashboard.open_filter():
             self.notify("this panel has no filter; tab to a table", severity="warning")
@@ -394,7 +535,7 @@ class PostdeckApp(App[int]):
         except InputError as exc:
             self.notify(exc.explain(CONSOLE_WORDS), severity="error", timeout=ERROR_TIMEOUT)
             return
-        self.push_screen(JobDetailScreen(ctx, job_id))
+        self.push_screen(JobDetailScreen(ctx, job_id, campaign=self.campaign))
 
     # --- enter on a panel --------------------------------------------------------------------------
     def on_live_table_selected(self, event: LiveTable.Selected) -> None:
@@ -456,3 +597,29 @@ def _seed(ctx: PostingContext) -> str:
 def _retry(ctx: PostingContext) -> str:
     n = operations.retry_all_failed(ctx)
     return f"{ctx.describe()}: {n} failed job(s) put back in the queue"
+
+
+def _retry_job(ctx: PostingContext, job_id: str, consent: bool) -> str:
+    operations.retry_job(ctx, job_id, include_non_retryable=consent)
+    return f"{job_id} is back in the queue: due now, with fresh attempts"
+
+
+def _skip_job(ctx: PostingContext, job_id: str, reason: str) -> str:
+    operations.skip_job(ctx, job_id, reason)
+    return f"{job_id} skipped: it left today's queue"
+
+
+def _job_to_front(ctx: PostingContext, job_id: str) -> str:
+    operations.move_to_front(ctx, job_id)
+    return f"{job_id} is first in the queue: the next free worker claims it"
+
+
+def _disable_account(ctx: PostingContext, account: str, why: str) -> str:
+    entry = operations.disable_account(ctx, account, why)
+    return f"{account} is out of rotation (by {entry['by']}): it takes no new job until d puts it back"
+
+
+def _enable_account(ctx: PostingContext, account: str) -> str:
+    if operations.enable_account(ctx, account):
+        return f"{account} is back in rotation"
+    return f"{account} was not out of rotation"

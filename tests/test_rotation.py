@@ -237,17 +237,17 @@ def test_a_run_on_a_damaged_rotation_file_is_refused_before_any_worker(ctx, camp
 
 
 
-def test_the_status_text_says_who_took_an_account_out(ctx, monkeypatch, capsys):
-    """What --status prints for an OFF account, with the rotation wired into the status as
-    engine/status.py is to do it (account_states(..., disabled=rotation.disabled(ctx)))."""
-    import engine.status
+def test_the_status_text_says_who_took_an_account_out(ctx, capsys):
+    """What --status prints, and --status --json holds, for an OFF account."""
     from console import headless
-    real = engine.status.account_states
-    monkeypatch.setattr(engine.status, "account_states", lambda *a, **kw: real(
-        *a, **kw, disabled=rotation.disabled(ctx)))
+    from engine.status import campaign_status
     rotation.disable(ctx, "acc_a", "maria", "checking the login")
     assert headless._status(ctx, False) == 0
     lines = capsys.readouterr().out.splitlines()
     a = next(x for x in lines if x.strip().startswith("acc_a"))
     assert " OFF " in a and "by maria: checking the login" in a
     assert "rotation" not in next(x for x in lines if x.strip().startswith("acc_b"))
+    states = {a["account"]: a for a in campaign_status(ctx)["accounts"]}
+    assert states["acc_a"]["state"] == "OFF" and states["acc_a"]["off_by"] == "maria"
+    assert states["acc_a"]["off_why"] == "checking the login"
+    assert states["acc_b"]["state"] != "OFF" and "off_by" not in states["acc_b"]

@@ -17,6 +17,11 @@ KEYS = """\
   [b]R[/b]      reset the day: archive progress.csv, start empty (asks first; refused while a run is alive)
   [b]S[/b]      seed today's jobs
   [b]r[/b]      retry failed jobs (asks first; account and content errors stay failed)
+  [b]t[/b]      jobs, job detail: retry this job now (asks first; names the risk of an account or
+         content error or an unknown outcome)
+  [b]K[/b]      jobs, job detail: skip this job, out of today's queue for good (asks first)
+  [b]F[/b]      jobs, job detail: move this pending job to the front of the queue
+  [b]d[/b]      accounts: take the account out of rotation (asks first), or put it back
   [b]/[/b]      filter the focused panel (enter keeps it, escape clears it)
   [b]enter[/b]  campaigns: open · jobs and phones: job detail · accounts: that account's jobs
   [b]tab[/b]    next panel (shift+tab: previous)
@@ -26,12 +31,14 @@ KEYS = """\
   [b]↑ ↓ pgup pgdn home end[/b] move in a panel · [b]← →[/b] scroll sideways
 
 [b]Actions[/b] act on the campaign under the cursor when the campaigns panel has focus, else on the
-open campaign; the campaign is taken when the key is pressed.
+open campaign; t K F act on the job under the cursor, d on the account; each is taken when the
+key is pressed. A refusal (a job a worker holds...) is shown in red, in the engine's words.
 
 [b]Account states[/b]
   RUNNING a job is being posted · BLOCKED an account error (suspended, logged out...) needs you ·
   LIMIT today's posts are done · COOLDOWN resting after failures or a rate limit ·
-  WAITING has jobs but its phone is busy · AVAILABLE can take a job
+  WAITING has jobs but its phone is busy · AVAILABLE can take a job ·
+  OFF out of rotation (d): next says by whom, the last error since when and why
 
 [b]Phones[/b]  power on · starting · off, and its on-time today (Geelark bills every minute on)
   [i]no worker[/i]: on with nobody driving it, and it still bills

@@ -1,6 +1,8 @@
 """Job detail: every field of one job, its full caption and error, the evidence its failed attempts
 left (step, error, time and the files, with their folder), and the log lines that name it
-(supervisor and worker logs, rotated ones included). Read in a thread worker, without the lock."""
+(supervisor and worker logs, rotated ones included). Read in a thread worker, without the lock.
+`t` retries the job, `K` skips it, `F` moves it to the front (the app's actions, as on the job
+table); the detail is read again once the action reported."""
 from __future__ import annotations
 
 import os
@@ -146,18 +148,24 @@ class JobDetailScreen(ModalScreen[None]):
         width: 96%; height: 92%; border: round $accent; background: $surface; padding: 0 1;
     }
     """
-    BINDINGS = [Binding("escape,q", "close", "Close", id="detail-close")]
+    BINDINGS = [
+        Binding("escape,q", "close", "Close", id="detail-close"),
+        Binding("t", "retry_job", "Retry it", id="detail-retry"),
+        Binding("K", "skip_job", "Skip", id="detail-skip"),
+        Binding("F", "to_front", "Front", id="detail-front"),
+    ]
 
-    def __init__(self, ctx: PostingContext, job_id: str) -> None:
+    def __init__(self, ctx: PostingContext, job_id: str, campaign: str | None = None) -> None:
         super().__init__()
         self.ctx = ctx
         self.job_id = job_id
+        self.campaign = campaign or ctx.name
         self.detail: JobDetail | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll() as scroll:
             scroll.border_title = f"Job {self.job_id}"
-            scroll.border_subtitle = "esc: close"
+            scroll.border_subtitle = "t retry · K skip · F front · esc close"
             yield Static("loading…", id="detail-body")
 
     def on_mount(self) -> None:
@@ -171,6 +179,19 @@ class JobDetailScreen(ModalScreen[None]):
     def show(self, detail: JobDetail) -> None:
         self.detail = detail
         self.query_one("#detail-body", Static).update(render_detail(detail))
+
+    def _reload(self) -> None:
+        if self.is_attached:
+            self.load()
+
+    def action_retry_job(self) -> None:
+        self.app.retry_job(self.campaign, self.job_id, done=self._reload)
+
+    def action_skip_job(self) -> None:
+        self.app.skip_job(self.campaign, self.job_id, done=self._reload)
+
+    def action_to_front(self) -> None:
+        self.app.job_to_front(self.campaign, self.job_id, done=self._reload)
 
     def action_close(self) -> None:
         self.dismiss(None)

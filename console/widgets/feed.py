@@ -1,7 +1,8 @@
 """What the panels draw, gathered off the main thread.
 
 `Feed.poll(campaign)` runs in a thread worker: it reads the progress store, heartbeats, run lock,
-the phones' power records (one small file per phone) and the supervisor log without taking the
+the phones' power records (one small file per phone) and the log the log pane shows (the
+supervisor's or a worker's, its timestamps moved to the campaign's time zone) without taking the
 store's lock (a replaced file is always whole), and returns
 a `Frame` with every panel's rows already formatted. The main thread only hands the rows to the
 tables, which apply just what changed. It mirrors engine/status.py's `campaign_status` (the dict
@@ -34,7 +35,7 @@ from engine.store import JobStore, open_store
 
 from .accounts import AccountRows, gaps_of
 from .campaigns import CampaignInfo, campaign_row
-from .fmt import opens_text
+from .fmt import log_line_in_zone, opens_text, zone_name
 from .jobs import JobRows
 from .live_table import Row
 from .workers import phones_panel_rows
@@ -57,6 +58,9 @@ class Header:
     loading: bool = False                # before the first poll arrived
     window_opens: str = ""               # the posting window is closed: when it opens ("22:00")
     paused_since: str = ""               # the run is paused: since when ("14:05"), by whom
+    clock: str = ""                      # now on the campaign's clock ("14:00")
+    zone: str = ""                       # the campaign's time zone ("Europe/Berlin")
+    zone_short: str = ""                 # and its abbreviation now ("CEST")
 
 
 @dataclass
@@ -225,6 +229,9 @@ class Feed:
         self._power: dict[Path, PhonePower] = {}    # kept: it re-reads only changed records
         self._tail: LogTail | None = None
         self._tail_campaign: str | None = None
+        self._tail_dir: Path | None = None
+        self.log_source = "supervisor.log"      # the log the pane asked for (set by the pane)
+        self.log_shown = "supervisor.log"       # the log the last poll read
 
     # --- campaigns ---------------------------------------------------------------------------------
     def roots(self) -> dict[str, Path]:
@@ -260,6 +267,21 @@ class Feed:
         if reader is None:
             reader = self._readers[ctx.progress_file] = ProgressReader(ctx.progress_file)
         return reader.read()
+
+    def log_sources(self) -> list[str]:
+        """The logs the pane can show for the campaign last polled: the supervisor's, then each
+        worker's that exists (worker-0.log, worker-1.log, ...)."""
+        found = []
+        if self._tail_dir is not None:
+            try:
+                names = os.listdir(self._tail_dir)
+            except OSError:
+                names = []
+            for name in names:
+                number = name[len("worker-"):-len(".log")]
+                if name.startswith("worker-") and name.endswith(".log") and number.isdigit():
+                    found.append((int(number), name))
+        return ["supervisor.log", *(name for _, name in sorted(found))]
 
     # --- one poll ----------------------------------------------------------------------------------
     def poll(self, campaign: str | None) -> Frame:
@@ -301,15 +323,21 @@ class Feed:
         h.paused_since = (f"{datetime.fromtimestamp(pause.since, ctx.settings.tz):%H:%M} by "
                           f"{pause.by}" if pause else "")
         h.supervisor_pid = supervisor_pid(supervisor)
+        h.clock = f"{datetime.fromtimestamp(now, ctx.settings.tz):%H:%M}"
+        h.zone, h.zone_short = zone_name(ctx.settings.tz, now), zone_name(ctx.settings.tz, now, True)
         beats = read_heartbeats(ctx.heartbeats_dir)
         alive = {hb.worker_id for hb in beats if self._alive(hb.pid, hb.create_time, now)}
         shown = shown_workers(beats, alive, h.running)
         if self._tail_campaign != ctx.name:
-            self._tail, self._tail_campaign = LogTail(ctx.logs_dir / "supervisor.log"), ctx.name
+            self.log_source = "supervisor.log"      # another campaign: its supervisor's log
+        source = self.log_source
+        if self._tail_campaign != ctx.name or self.log_shown != source:
+            self._tail, self._tail_campaign = LogTail(ctx.logs_dir / source), ctx.name
+            self._tail_dir, self.log_shown = ctx.logs_dir, source
             frame.log_reset = True
         reset, lines = self._tail.read()
         frame.log_reset = frame.log_reset or reset
-        frame.log_lines = lines
+        frame.log_lines = [log_line_in_zone(line, ctx.settings.tz) for line in lines]
         try:
             accounts = self._accounts_file.load(ctx)
         except InputError:

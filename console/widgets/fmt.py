@@ -1,7 +1,10 @@
-"""Small formatters shared by the panels: short durations, ages, bars and sparklines. Pure
-functions of their arguments (the clock is passed in), so snapshots are deterministic."""
+"""Small formatters shared by the panels: short durations, ages, bars, sparklines, sort keys and
+times in the campaign's zone. Pure functions of their arguments (the clock is passed in), so
+snapshots are deterministic; only `log_line_in_zone` also reads the host's zone (a log's stamps
+are in it)."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, tzinfo
 
 from engine.rules import parse_time
@@ -66,3 +69,53 @@ def opens_text(opens_at: str | None, now: float, tz: tzinfo) -> str:
         return ""
     day = "" if at.date() == datetime.fromtimestamp(now, tz).date() else "tomorrow "
     return f"{day}{at:%H:%M}"
+
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds of a `duration()` text (12s, 3m04s, 1h02m, 2d03h); None for anything else."""
+    m = _DURATION.match(text)
+    if not text or m is None:
+        return None
+    d, h, mi, s = (int(g) if g else 0 for g in m.groups())
+    return float(((d * 24 + h) * 60 + mi) * 60 + s)
+
+
+def sort_value(text: str) -> tuple:
+    """How a cell sorts: numbers and durations as numbers, then text (case-folded), then the
+    empty cells."""
+    if not text:
+        return (2, 0.0, "")
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        seconds = parse_duration(text)
+        if seconds is not None:
+            return (0, seconds, "")
+    return (1, 0.0, text.casefold())
+
+
+LOG_STAMP = "%Y-%m-%d %H:%M:%S"
+
+
+def log_line_in_zone(line: str, tz: tzinfo) -> str:
+    """A log line of Python logging (`YYYY-mm-dd HH:MM:SS ...`, written in the host's local
+    time) with its leading timestamp moved to the campaign's time zone; any other line as is."""
+    if len(line) < 19 or line[4] != "-" or line[10] != " " or line[13] != ":":
+        return line
+    try:
+        at = datetime.strptime(line[:19], LOG_STAMP)
+    except ValueError:
+        return line
+    return at.astimezone(tz).strftime(LOG_STAMP) + line[19:]     # naive: the host's local time
+
+
+def zone_name(tz: tzinfo, now: float, short: bool = False) -> str:
+    """The campaign's zone as the header names it: its key ("Europe/Berlin") or, short, its
+    abbreviation now ("CEST")."""
+    key = getattr(tz, "key", None)
+    if short or not key:
+        return datetime.fromtimestamp(now, tz).tzname() or str(key or tz)
+    return key

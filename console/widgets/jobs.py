@@ -1,7 +1,8 @@
 """The job table: every job of the day in file order (the order workers claim them) with its
 status, phase, worker, attempts, claim time, duration and error. Built for 10,000 rows: a job's
 cells are formatted again only when its row in the store changed (or while it runs, for the
-duration). `enter` opens the job's detail."""
+duration). `enter` opens the job's detail; `t` retries the job under the cursor now, `K` skips it,
+`F` moves a pending one to the front (the app's actions: they take the job when pressed)."""
 from __future__ import annotations
 
 import os
@@ -86,7 +87,12 @@ class JobRows:
 class JobsPanel(LiveTable):
     title = "Jobs"
     empty_text = "no jobs today: press S to seed"
-    BINDINGS = [Binding("enter", "select", "Detail", id="job-detail")]
+    BINDINGS = [
+        Binding("enter", "select", "Detail", id="job-detail"),
+        Binding("t", "app.retry_job", "Retry it", id="job-retry"),
+        Binding("K", "app.skip_job", "Skip", id="job-skip"),
+        Binding("F", "app.job_to_front", "Front", id="job-front"),
+    ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(COLUMNS, **kwargs)

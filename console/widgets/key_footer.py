@@ -14,14 +14,15 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
-ORDER = ("s", "x", "X", "p", "R", "S", "r", "slash", "enter", "tab", "question_mark", "q")
+ORDER = ("s", "x", "X", "p", "R", "S", "r", "slash", "enter", "t", "K", "F", "d", "o", "w", "tab",
+         "question_mark", "q")
 SHORT = {"stop_all": "All", "reset_day": "Reset", "select": "Open", "next_panel": "Next",
          "filter": "Filter"}
 DISPLAY = {"enter": "⏎", "tab": "⇥"}
 PALETTE_WIDTH = 12
 # Left out, in this order, when the short labels still do not fit: tab is named by the panel tabs
 # a narrow screen shows, seeding happens with every start, and the filter is in the help.
-DROP_FIRST = ("tab", "S", "slash")
+DROP_FIRST = ("tab", "S", "slash", "o", "w", "R", "F", "r")
 
 
 class FooterItem(Widget):
@@ -113,17 +114,19 @@ class KeyFooter(Footer):
             return
         items = self._items()
         width = self.app.size.width
-        full = sum(len(self._display(b)) + len(b.description) + 2 for b, _, _ in items)
+        full = self._length(items, short=False)
         narrow = full + PALETTE_WIDTH > width
+        # Short labels keep the palette hint when they make room for it; else keys go first.
+        palette = not narrow or self._length(items, short=True) + PALETTE_WIDTH <= width
         self._width = width
-        if narrow:
+        if not palette:
             items = self._fit(items, width)
         for binding, enabled, tooltip in items:
             description = SHORT.get(binding.action, binding.description) if narrow \
                 else binding.description
             yield FooterItem(binding.key, self._display(binding), description, enabled=enabled,
                              tooltip=tooltip or binding.description)
-        if not narrow and self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE:
+        if palette and self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE:
             found = self.screen.active_bindings.get(self.app.COMMAND_PALETTE_BINDING)
             if found is not None:
                 _node, binding, enabled, tooltip = found
@@ -132,13 +135,13 @@ class KeyFooter(Footer):
                                  tooltip=binding.tooltip or binding.description,
                                  classes="-command-palette")
 
-    def _fit(self, items: list, width: int) -> list:
-        def length(kept: list) -> int:
-            return sum(len(self._display(b)) + len(SHORT.get(b.action, b.description)) + 2
-                       for b, _, _ in kept)
+    def _length(self, items: list, short: bool) -> int:
+        return sum(len(self._display(b)) + 2 + len(SHORT.get(b.action, b.description) if short
+                                                    else b.description) for b, _, _ in items)
 
+    def _fit(self, items: list, width: int) -> list:
         for key in DROP_FIRST:
-            if length(items) <= width:
+            if self._length(items, short=True) <= width:
                 break
             items = [item for item in items if item[0].key != key]
         return items

@@ -8,6 +8,11 @@ never clears and refills. The cursor follows its row's key when rows come and go
 
 A cell is plain text or `(text, tone)`; tones are styled by the component classes
 `live-table--<tone>` so the theme (and the 256-colour fallback) decides the colours.
+
+`o` sorts by a column (none, each column in turn, none again), `O` turns the direction; the
+sorted column's header shows ▲ or ▼. The sort is stable (ties keep the rows' own order), numbers
+and durations sort as numbers, and the rows are sorted again only when the rows or the sort
+column's cells changed: a poll that touched other cells still only redraws them.
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+from .fmt import sort_value
 
 Cell = Union[str, tuple[str, str]]
 Row = tuple[Cell, ...]
@@ -81,7 +88,11 @@ class LiveTable(ScrollView, can_focus=True):
         Binding("left", "scroll_left", "Left", show=False),
         Binding("right", "scroll_right", "Right", show=False),
         Binding("enter", "select", "Select", show=False),
+        Binding("o", "sort", "Sort", id="sort"),
+        Binding("O", "sort_reverse", "Reverse sort", id="sort-reverse", show=False),
     ]
+    sortable = True             # `o` / `O` sort it
+    filter_keys = True          # the filter looks at the row keys too, not just the cells
 
     class Selected(Message):
         """Enter (or a double click) on a row."""
@@ -113,6 +124,9 @@ class LiveTable(ScrollView, can_focus=True):
         self._batching = 0
         self._dirty = False          # structure or filter changed: rebuild the visible order
         self._touched = False        # something shown changed: refresh
+        self._sort: int | None = None   # the sorted column's index
+        self._descending = False
+        self._sort_keys: dict[str, tuple] = {}
         self.cursor = 0
         self.border_title = self.title
 
@@ -137,6 +151,14 @@ class LiveTable(ScrollView, can_focus=True):
     @property
     def filter_text(self) -> str:
         return self._filter
+
+    @property
+    def sort_column(self) -> str | None:
+        return None if self._sort is None else self.columns[self._sort].key
+
+    @property
+    def sort_descending(self) -> bool:
+        return self._descending
 
     # --- changing ----------------------------------------------------------------------------------
     @contextmanager
@@ -170,8 +192,8 @@ class LiveTable(ScrollView, can_focus=True):
             return
         self._rows[key] = cells[:index] + (value,) + cells[index + 1:]
         self._forget(key)
-        if self._filter:
-            self._dirty = True      # the row may now match the filter, or no longer
+        if self._filter or index == self._sort:
+            self._dirty = True      # the row may now match the filter, or no longer; or move
         elif key in self._pos:
             self._touched = True
         self._settle()
@@ -205,6 +227,17 @@ class LiveTable(ScrollView, can_focus=True):
         text = text.strip().lower()
         if text != self._filter:
             self._filter = text
+            self._dirty = True
+            self._settle()
+
+    def set_sort(self, column: str | int | None, descending: bool = False) -> None:
+        """Sort by a column (None: the rows' own order)."""
+        index = column if column is None or isinstance(column, int) \
+            else self._column_index(column)
+        if (index, descending) != (self._sort, self._descending):
+            self._sort, self._descending = index, descending
+            self._sort_keys.clear()
+            self._strips.pop(("", 0), None)     # the header's arrow
             self._dirty = True
             self._settle()
 
@@ -243,6 +276,7 @@ class LiveTable(ScrollView, can_focus=True):
 
     def _forget(self, key: str) -> None:
         self._haystack.pop(key, None)
+        self._sort_keys.pop(key, None)
         self._forget_strips(key)
 
     def _forget_strips(self, key: str) -> None:
@@ -253,7 +287,8 @@ class LiveTable(ScrollView, can_focus=True):
         hay = self._haystack.get(key)
         if hay is None:
             hay = self._haystack[key] = " ".join(
-                [key, *(cell_text(c) for c in self._rows[key])]).lower()
+                [key if self.filter_keys else "", *(cell_text(c) for c in self._rows[key])]
+            ).lower()
         return self._filter in hay
 
     def _settle(self) -> None:
@@ -266,6 +301,8 @@ class LiveTable(ScrollView, can_focus=True):
                 self._visible = [k for k in self._rows if self._matches(k)]
             else:
                 self._visible = list(self._rows)
+            if self._sort is not None:
+                self._visible.sort(key=self._sort_key, reverse=self._descending)
             self._pos = {k: i for i, k in enumerate(self._visible)}
             self._update_virtual_size()
             if keep is not None and keep in self._pos:
@@ -277,6 +314,12 @@ class LiveTable(ScrollView, can_focus=True):
         if self._touched:
             self._touched = False
             self.refresh()
+
+    def _sort_key(self, key: str) -> tuple:
+        value = self._sort_keys.get(key)
+        if value is None:
+            value = self._sort_keys[key] = sort_value(cell_text(self._rows[key][self._sort]))
+        return value
 
     def _update_subtitle(self) -> None:
         total, shown = len(self._rows), len(self._visible)
@@ -356,8 +399,18 @@ class LiveTable(ScrollView, can_focus=True):
         if strip is None:
             style = self.rich_style + self._style("header")
             strip = self._strips[("", 0)] = self._line(
-                ((c.label, None) for c in self.columns), style)
+                ((self._label(i), None) for i in range(len(self.columns))), style)
         return strip
+
+    def _label(self, index: int) -> str:
+        """A column's header; the sorted one's ends in its arrow, which is never cut off."""
+        label = self.columns[index].label
+        if index != self._sort:
+            return label
+        arrow, width = "▼" if self._descending else "▲", self._widths[index]
+        if width and cell_len(label) + 1 > width:
+            label = set_cell_size(label, max(0, width - 1))
+        return label + arrow
 
     def _row_strip(self, key: str, mode: int) -> Strip:
         strip = self._strips.get((key, mode))
@@ -422,6 +475,24 @@ class LiveTable(ScrollView, can_focus=True):
 
     def action_last(self) -> None:
         self.move_cursor(len(self._visible) - 1)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("sort", "sort_reverse") and not self.sortable:
+            return False
+        return True
+
+    def action_sort(self) -> None:
+        """The next column (none, each column, none again), ascending."""
+        following = 0 if self._sort is None else self._sort + 1
+        self.set_sort(None if following >= len(self.columns) else following, False)
+        self.scroll_to_cursor()
+
+    def action_sort_reverse(self) -> None:
+        if self._sort is None:      # nothing sorted yet: the first column, descending
+            self.set_sort(0, True)
+        else:
+            self.set_sort(self._sort, not self._descending)
+        self.scroll_to_cursor()
 
     def action_select(self) -> None:
         key = self.cursor_key

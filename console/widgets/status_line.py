@@ -1,6 +1,7 @@
 """The header line: the campaign, whether it runs, whether its posting window is closed (and
-when it opens, on the campaign's clock), how many jobs are in each status, and posts per hour
-with a sparkline of the last hours. Shortens itself on a narrow terminal."""
+when it opens, on the campaign's clock), how many jobs are in each status, posts per hour
+with a sparkline of the last hours, and the time on the campaign's clock with its zone (every
+time the console shows is in that zone). Shortens itself on a narrow terminal."""
 from __future__ import annotations
 
 from textual.content import Content
@@ -34,14 +35,22 @@ class StatusLine(Widget):
             self.refresh()
 
     def render(self) -> Content:
-        """The whole line when it fits, else the short one (short labels, no "postdeck" or pid):
-        a closed posting window makes the line longer, and the counts must not be cut for it."""
-        full = self._line(short=self.size.width < SHORT_BELOW)
-        if full.cell_length <= self.size.width:
-            return full
-        return self._line(short=True)
+        """The whole line when it fits, else shorter ones: the zone's abbreviation for its name,
+        then no clock, then the short line (short labels, no "postdeck" or pid), then fewer hours
+        of sparkline to keep the zone named. A closed posting window makes the line longer, and
+        the counts must not be cut for it."""
+        width = self.size.width
+        variants = [(False, 2), (False, 1), (False, 0)] if width >= SHORT_BELOW else []
+        variants += [(True, 1), (True, 0), (True, -1)]
+        for short, zone in variants:
+            line = self._line(short, zone)
+            if line.cell_length <= width:
+                return line
+        return self._line(short=True, zone=None)
 
-    def _line(self, short: bool) -> Content:
+    def _line(self, short: bool, zone: int | None = 2) -> Content:
+        """`zone`: 2 the clock and the zone's name, 1 the clock and its abbreviation, 0 the
+        abbreviation, -1 the abbreviation in place of the sparkline's oldest hours, None none."""
         h = self.header
         muted = "dim"
         parts: list = [(" postdeck ", "bold")] if not short or h.campaign is None else [" "]
@@ -74,6 +83,14 @@ class StatusLine(Widget):
             n = h.counts.get(status, 0)
             label = LABELS[status][1 if short else 0]
             parts += [(f"{label} {n}", TONES[status] if n else muted), " "]
+        zone = zone if h.zone else None
+        spark = h.spark
+        if zone == -1:
+            spark = spark[min(len(spark) - 1, len(h.zone_short) + 1):]
         parts += [("│ ", muted), (f"{h.posts_last_hour}/h ", "bold"),
-                  (sparkline(h.spark), "$text-accent")]
+                  (sparkline(spark), "$text-accent")]
+        if zone is not None:
+            name = h.zone if zone == 2 else h.zone_short
+            text = f"{h.clock} {name}" if zone >= 1 else name
+            parts += [(" │ " if zone >= 1 else " ", muted), (text, muted)]
         return Content.assemble(*parts)

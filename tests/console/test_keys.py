@@ -229,7 +229,9 @@ async def test_help_and_quit(frozen_dir):
 async def test_a_click_on_a_footer_key_presses_it(frozen_dir):
     app = PostdeckApp(frozen_dir, "spring", clock=frozen_clock, pid_alive=fake_alive,
                       poll_interval=3600, blink=False)
-    async with app.run_test(size=(120, 40)) as pilot:
+    # 160 columns: room for every key of the jobs panel and the palette hint (at 120 the
+    # panel's own keys take the hint's place)
+    async with app.run_test(size=(160, 40)) as pilot:
         await next_frame(pilot)
         keys = {item.key: item for item in app.screen.query(FooterItem)}
         assert list(keys)[:3] == ["s", "x", "X"] and "ctrl+p" in keys
@@ -293,7 +295,7 @@ async def test_command_palette_lists_every_action(frozen_dir):
         await next_frame(pilot)
         provider = ConsoleCommands(app.screen)
         titles = [hit.text async for hit in provider.discover()]
-        assert len(titles) == len(COMMANDS) == 13 and "Reset the day" in titles
+        assert len(titles) == len(COMMANDS) == 17 and "Reset the day" in titles
         assert {"History", "Pause or resume the run"} <= set(titles)
         hits = [hit async for hit in provider.search("seed")]
         assert "Seed today's jobs" in [hit.text for hit in hits]
