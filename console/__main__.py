@@ -12,10 +12,12 @@ from engine.settings import BACKENDS
 
 ACTIONS = ("list_campaigns", "status", "seed_only", "run", "reset_day", "retry_all_failed",
            "stop", "stop_all", "import_ledger", "retry_job", "skip_job", "front_job",
-           "disable_account", "enable_account", "pause", "resume", "history")
+           "disable_account", "enable_account", "disable_phone", "enable_phone", "pause",
+           "resume", "history")
 # The actions that name one job or one account: their value must not be blank.
 NAMED = {"retry_job": "a job id", "skip_job": "a job id", "front_job": "a job id",
-         "disable_account": "an account name", "enable_account": "an account name"}
+         "disable_account": "an account name", "enable_account": "an account name",
+         "disable_phone": "a phone name", "enable_phone": "a phone name"}
 # Upper bounds of the numeric options: far past any real farm or schedule, so a typo (an extra
 # zero, 1e12, inf) is a usage error now instead of a run that never ends or crashes later.
 MAX_WORKERS = 1000
@@ -118,6 +120,9 @@ def build_parser() -> Parser:
     a.add_argument("--disable-account", metavar="NAME", help="take an account out of rotation: "
                    "its jobs wait, none is claimed (see --reason)")
     a.add_argument("--enable-account", metavar="NAME", help="put an account back in rotation")
+    a.add_argument("--disable-phone", metavar="NAME", help="take a phone out of rotation: no "
+                   "job on it is claimed, whichever account (see --reason)")
+    a.add_argument("--enable-phone", metavar="NAME", help="put a phone back in rotation")
     o = p.add_argument_group("options")
     o.add_argument("--json", action="store_true", help="machine-readable output (status, list, "
                    "history)")
@@ -162,7 +167,8 @@ def validate_options(args, actions: list[str]) -> None:
     for action, what in NAMED.items():
         if action in actions and not getattr(args, action).strip():
             raise UsageError(f"--{action.replace('_', '-')} needs {what}")
-    if args.reason is not None and not {"skip_job", "disable_account"} & set(actions):
+    if args.reason is not None and not {"skip_job", "disable_account",
+                                        "disable_phone"} & set(actions):
         raise UsageError("--reason goes with --skip-job or --disable-account")
     if args.reason is not None and not args.reason.strip():
         raise UsageError("--reason needs a text (leave it out for the default)")

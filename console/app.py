@@ -494,6 +494,39 @@ class PostdeckApp(App[int]):
             "pending jobs stay pending, and a job it runs now runs to its end.", "take it out"),
             confirmed)
 
+    def action_toggle_phone(self) -> None:
+        """The phone of the account under the cursor out of rotation (asks first: every
+        account on it stops), or back in when it is out (at once)."""
+        panel = self.dashboard.query_one(AccountsPanel)
+        account = panel.cursor_key
+        if account is None or self.campaign is None:
+            self.notify("no account under the cursor", severity="warning")
+            return
+        phone = panel.get_cell(account, "phone")
+        self._check_phone_toggle(self.campaign, phone)
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _check_phone_toggle(self, name: str, phone: str) -> None:
+        try:
+            out = phone in rotation.phones_out(self._ctx_for(name))
+        except InputError as exc:
+            self.call_from_thread(self._report, "Rotation", exc.explain(CONSOLE_WORDS), "error")
+            return
+        if out:
+            self.call_from_thread(self._run, "Phone back in rotation", name,
+                                  partial(_enable_phone, phone=phone))
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._run("Phone out of rotation", name,
+                          partial(_disable_phone, phone=phone, why=DISABLE_WHY))
+
+        self.call_from_thread(self.push_screen, ConfirmModal(
+            f"Take phone {phone} out of rotation?",
+            f"No worker claims a job on {phone}, whichever account it is for, until you put it "
+            "back (D again); a job it runs now runs to its end.", "take it out"), confirmed)
+
     def action_filter(self) -> None:
         if not self.dashboard.open_filter():
             self.notify("this panel has no filter; tab to a table", severity="warning")
@@ -617,6 +650,17 @@ def _job_to_front(ctx: PostingContext, job_id: str) -> str:
 def _disable_account(ctx: PostingContext, account: str, why: str) -> str:
     entry = operations.disable_account(ctx, account, why)
     return f"{account} is out of rotation (by {entry['by']}): it takes no new job until d puts it back"
+
+
+def _disable_phone(ctx: PostingContext, phone: str, why: str) -> str:
+    entry = operations.disable_phone(ctx, phone, why)
+    return f"phone {phone} is out of rotation (by {entry['by']}): D puts it back"
+
+
+def _enable_phone(ctx: PostingContext, phone: str) -> str:
+    if operations.enable_phone(ctx, phone):
+        return f"phone {phone} is back in rotation"
+    return f"phone {phone} was not out of rotation"
 
 
 def _enable_account(ctx: PostingContext, account: str) -> str:

@@ -80,7 +80,8 @@ def run_actions(args, actions: list[str]) -> int:
         if "retry_all_failed" in actions:
             n = operations.retry_all_failed(ctx, args.retry_include_non_retryable)
             print(f"{ctx.describe()}: {n} failed job(s) put back in the queue")
-        one = {"retry_job", "skip_job", "front_job", "disable_account", "enable_account"}
+        one = {"retry_job", "skip_job", "front_job", "disable_account", "enable_account",
+               "disable_phone", "enable_phone"}
         if one & set(actions):
             print(_one_action(ctx, args, actions))
         if {"run", "stop", "stop_all"} & set(actions):
@@ -140,6 +141,17 @@ def _one_action(ctx: PostingContext, args, actions: list[str]) -> str:
         entry = operations.disable_account(ctx, name, args.reason or "")
         return (f"{where}: account {name} is out of rotation (since {entry['at']}, by "
                 f"{entry['by']}: {entry['why']}); its jobs wait until --enable-account {name}")
+    if "disable_phone" in actions:
+        name = args.disable_phone.strip()
+        entry = operations.disable_phone(ctx, name, args.reason or "")
+        return (f"{where}: phone {name} is out of rotation (since {entry['at']}, by "
+                f"{entry['by']}: {entry['why']}); no job on it is claimed until --enable-phone "
+                f"{name}")
+    if "enable_phone" in actions:
+        name = args.enable_phone.strip()
+        if operations.enable_phone(ctx, name):
+            return f"{where}: phone {name} is back in rotation"
+        return f"{where}: phone {name} was not out of rotation; nothing changed"
     name = args.enable_account.strip()
     if operations.enable_account(ctx, name):
         return f"{where}: account {name} is back in rotation; its jobs are claimed again"

@@ -150,6 +150,17 @@ def enable_account(ctx: PostingContext, account: str) -> bool:
     return rotation.enable(ctx, account)
 
 
+def disable_phone(ctx: PostingContext, phone: str, why: str) -> dict[str, str]:
+    """A phone out of rotation (no job on it is claimed), by the OS user: {by, at, why}."""
+    require_folders(ctx)
+    return rotation.disable_phone(ctx, phone, rotation.current_user(), why)
+
+
+def enable_phone(ctx: PostingContext, phone: str) -> bool:
+    require_folders(ctx)
+    return rotation.enable_phone(ctx, phone)
+
+
 def list_campaigns(campaigns_dir: Path) -> list[dict]:
     """Every campaign folder with a one-line health check; a broken one is listed with its error
     instead of hiding the others. Besides InputError, a campaign may fail with an OSError (its

@@ -1,11 +1,13 @@
-"""Accounts out of rotation: the operator's word that an account takes no new job until it is
-put back (its account is being checked, its phone is in a drawer...).
+"""Accounts and phones out of rotation: the operator's word that an account (or every account
+on a phone) takes no new job until it is put back (its account is being checked, its phone is
+in a drawer...).
 
 Kept in the campaign's state folder as `.postdeck/rotation.json`, never in the operator's
 accounts.txt (postdeck does not write the operator's files):
 
     {"disabled": {"acc_a": {"by": "maria", "at": "2025-06-15T12:00:00.000+00:00",
-                            "why": "checking the login"}}}
+                            "why": "checking the login"}},
+     "phones": {"phone-07": {"by": "maria", "at": "...", "why": "screen cracked"}}}
 
 The claim never takes a job of an account listed here (claim rule "in rotation", in
 engine/tracker.py); its pending jobs stay pending and are posted once it is back. Every change is
@@ -34,6 +36,7 @@ NO_REASON = "no reason given"
 _FIX = "fix it, or move it away to put every account back in rotation"
 
 Entries = dict[str, dict[str, str]]
+ACCOUNTS, PHONES = "disabled", "phones"      # the file's two sections
 
 
 def rotation_path(ctx) -> Path:
@@ -47,24 +50,53 @@ def disabled(ctx) -> Entries:
     return read_rotation(rotation_path(ctx))
 
 
+def phones_out(ctx) -> Entries:
+    """The phones out of rotation: phone -> {by, at, why}."""
+    return read_document(rotation_path(ctx))[PHONES]
+
+
+def effective(ctx, accounts) -> Entries:
+    """The accounts that take no job, as account states show them: those out of rotation, and
+    those whose phone is (`why` says which phone)."""
+    doc = read_document(rotation_path(ctx))
+    out = dict(doc[ACCOUNTS])
+    for account in accounts:
+        entry = doc[PHONES].get(account.phone)
+        if entry is not None and account.name not in out:
+            out[account.name] = {**entry, "why": f"phone {account.phone} out: {entry['why']}"}
+    return out
+
+
 def read_rotation(path: Path) -> Entries:
+    return read_document(path)[ACCOUNTS]
+
+
+def read_document(path: Path) -> dict[str, Entries]:
+    """Both sections of the file: accounts out ("disabled") and phones out ("phones")."""
     if not path.parent.is_dir():
-        return {}       # no state folder (or a file in its place, refused elsewhere): none out
+        return {ACCOUNTS: {}, PHONES: {}}   # no state folder (refused elsewhere): none out
     raw = read_input(path, "the rotation file")
     if raw is None:
-        return {}
+        return {ACCOUNTS: {}, PHONES: {}}
     text = decode_utf8(path, raw, _FIX)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(path, exc.lineno, f"is not valid JSON ({exc.msg}); {_FIX}") from None
-    entries = data.get("disabled") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        data = {}
+    return {ACCOUNTS: _entries(path, data.get(ACCOUNTS)),
+            PHONES: _entries(path, data.get(PHONES, {}))}
+
+
+def _entries(path: Path, entries: object) -> Entries:
     if not isinstance(entries, dict) or not all(
             isinstance(name, str) and isinstance(e, dict)
             and all(isinstance(e.get(k), str) for k in ("by", "at", "why"))
             for name, e in entries.items()):
         raise InputError(path, None, 'is not a rotation file (expected {"disabled": {account: '
-                                     f'{{"by", "at", "why"}}}}}}); {_FIX}')
+                                     '{"by", "at", "why"}}, "phones": {phone: {...}}}); '
+                                     f'{_FIX}')
     return {name: {k: e[k] for k in ("by", "at", "why")} for name, e in entries.items()}
 
 
@@ -78,24 +110,34 @@ class Rotation:
         self.path = Path(path)
         self._key: tuple[int, int, int] | None = None
         self._names: frozenset[str] = frozenset()
+        self._phones: frozenset[str] = frozenset()
 
     def accounts(self) -> frozenset[str]:
+        self._refresh()
+        return self._names
+
+    def phones(self) -> frozenset[str]:
+        """The phones out of rotation: no job on them is claimed."""
+        self._refresh()
+        return self._phones
+
+    def _refresh(self) -> None:
         try:
             st = os.stat(self.path)
         except (FileNotFoundError, NotADirectoryError):
-            self._key, self._names = None, frozenset()
-            return self._names
+            self._key, self._names, self._phones = None, frozenset(), frozenset()
+            return
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         if key == self._key:
-            return self._names
+            return
         try:
-            names = frozenset(read_rotation(self.path))
+            doc = read_document(self.path)
         except InputError:
             if self._key is None:
                 raise
-            return self._names
-        self._key, self._names = key, names
-        return names
+            return
+        self._key = key
+        self._names, self._phones = frozenset(doc[ACCOUNTS]), frozenset(doc[PHONES])
 
 
 # --- changing -------------------------------------------------------------------------------------
@@ -104,13 +146,39 @@ def disable(ctx, account: str, by: str, why: str) -> dict[str, str]:
     Taken out again, it keeps the time it went out (`at`) and takes the new `by` and `why`."""
     account = account.strip()
     _check_account(ctx, account)
+    return _update(ctx, _taking_out(account, by, why))
 
+
+def _taking_out(name: str, by: str, why: str) -> Callable[[Entries], dict[str, str]]:
     def change(entries: Entries) -> dict[str, str]:
-        at = entries.get(account, {}).get("at") or now_iso(time.time())
-        entries[account] = {"by": by, "at": at, "why": " ".join(why.split()) or NO_REASON}
-        return entries[account]
+        at = entries.get(name, {}).get("at") or now_iso(time.time())
+        entries[name] = {"by": by, "at": at, "why": " ".join(why.split()) or NO_REASON}
+        return entries[name]
+    return change
 
-    return _update(ctx, change)
+
+def disable_phone(ctx, phone: str, by: str, why: str) -> dict[str, str]:
+    """Take a phone (one of accounts.txt's phones) out of rotation: no job on it is claimed,
+    whichever account it is for; the accounts keep their own entries."""
+    phone = phone.strip()
+    _check_phone(ctx, phone)
+    return _update(ctx, _taking_out(phone, by, why), PHONES)
+
+
+def enable_phone(ctx, phone: str) -> bool:
+    """Put a phone back in rotation; False when it was not out."""
+    phone = phone.strip()
+    if phone not in phones_out(ctx):
+        _check_phone(ctx, phone)
+        return False
+    return _update(ctx, lambda entries: entries.pop(phone, None) is not None, PHONES)
+
+
+def _check_phone(ctx, phone: str) -> None:
+    phones = {a.phone for a in ctx.load_accounts()}
+    if phone not in phones:
+        raise InputError(ctx.accounts_file, None, f"names no phone {phone!r}; its phones are "
+                         f"{', '.join(sorted(phones)) or 'none'}")
 
 
 def enable(ctx, account: str) -> bool:
@@ -141,18 +209,21 @@ def _check_account(ctx, account: str) -> None:
     check_accounts(ctx, [account], ctx.load_accounts())
 
 
-def _update(ctx, change: Callable[[Entries], object]):
+def _update(ctx, change: Callable[[Entries], object], section: str = ACCOUNTS):
     """Read-modify-write of the rotation file under its lock; a change is written only when it
     changed something, and a refusal (a damaged file) leaves the file as it was."""
     path = rotation_path(ctx)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S):
-            entries = read_rotation(path)
-            before = json.dumps(entries, sort_keys=True)
-            result = change(entries)
-            if json.dumps(entries, sort_keys=True) != before:
-                data = json.dumps({"disabled": entries}, indent=2, sort_keys=True) + "\n"
+            doc = read_document(path)
+            before = json.dumps(doc, sort_keys=True)
+            result = change(doc[section])
+            if json.dumps(doc, sort_keys=True) != before:
+                # "phones" is written only once a phone is out: the file stays as it was for
+                # a campaign that never takes one out
+                kept = {k: v for k, v in doc.items() if v or k == ACCOUNTS}
+                data = json.dumps(kept, indent=2, sort_keys=True) + "\n"
                 try:
                     write_atomic(path, data.encode("utf-8"))
                 except OSError as exc:

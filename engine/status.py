@@ -36,7 +36,7 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
     elsewhere = store.usage_elsewhere(Day.of(now, ctx.settings.tz))
     warnings = _ledger_warnings(store)
     try:
-        off = rotation.disabled(ctx)
+        off = rotation.effective(ctx, accounts)
     except InputError as exc:     # the status still shows; --run refuses with the same message
         off, warnings = {}, warnings + [str(exc)]
     states = account_states(table.rows, ctx.settings, now, accounts, other_phones, elsewhere,

@@ -216,6 +216,7 @@ class ProgressStore:
             tallies: dict[str, Tally | None] = {}
             in_ledger = self._ledger_names()
             off = self._out_of_rotation()
+            off_phones = self.rotation.phones() if self.rotation is not None else frozenset()
             skipped = False
             for row in self._candidates(table, now, prefer_phone):
                 account = row[C.ACCOUNT]
@@ -235,6 +236,8 @@ class ProgressStore:
                 job_phone = row[C.PHONE_ID] or account
                 if phone is not None and job_phone != phone:
                     continue
+                if job_phone in off_phones:
+                    continue    # the phone is out of rotation
                 holder = held.get(job_phone)
                 if holder is not None and holder != worker_id:
                     continue
@@ -561,6 +564,7 @@ class ProgressStore:
         earliest: float | None = None
         gaps: dict[str, float | None] = {}
         off = self._out_of_rotation()
+        off_phones = self.rotation.phones() if self.rotation is not None else frozenset()
         for row in table.rows:
             status = row[C.STATUS]
             if status not in (C.PENDING, C.RETRYING):
@@ -569,7 +573,7 @@ class ProgressStore:
                 continue
             if accounts is not None and row[C.ACCOUNT] not in accounts:
                 continue
-            if row[C.ACCOUNT] in off:
+            if row[C.ACCOUNT] in off or (row[C.PHONE_ID] or row[C.ACCOUNT]) in off_phones:
                 continue    # out of rotation: only the operator brings it back
             t = tallies[row[C.ACCOUNT]]
             if t.blocked_by or t.used - t.running >= limit:

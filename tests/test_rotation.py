@@ -122,8 +122,8 @@ def test_the_rotation_file_is_read_again_only_when_it_changes(ctx, monkeypatch):
     rotation.disable(ctx, "acc_a", "maria", "x")
     store = store_of(ctx)
     reads = []
-    real = rotation.read_rotation
-    monkeypatch.setattr(rotation, "read_rotation", lambda p: reads.append(p) or real(p))
+    real = rotation.read_document
+    monkeypatch.setattr(rotation, "read_document", lambda p: reads.append(p) or real(p))
     for _ in range(3):
         store.next_chance()
     assert len(reads) == 1
@@ -251,3 +251,34 @@ def test_the_status_text_says_who_took_an_account_out(ctx, capsys):
     assert states["acc_a"]["state"] == "OFF" and states["acc_a"]["off_by"] == "maria"
     assert states["acc_a"]["off_why"] == "checking the login"
     assert states["acc_b"]["state"] != "OFF" and "off_by" not in states["acc_b"]
+
+
+# --- phones out of rotation ---------------------------------------------------------------------
+def test_a_phone_out_of_rotation_is_never_claimed_and_comes_back(campaigns_dir):
+    root = write_campaign(campaigns_dir / "p", [("ann", "ph-1"), ("bob", "ph-1"), ("cat", "ph-2")],
+                          3, {"simulation": fast_sim()})
+    base = ("--no-ui", "--campaigns-dir", str(campaigns_dir), "--campaign", "p")
+    refused = postdeck(*base, "--disable-phone", "ph-9")
+    assert refused.returncode == 1 and "accounts.txt" in refused.stderr and "ph-9" in refused.stderr
+    out = postdeck(*base, "--disable-phone", "ph-1", "--reason", "screen cracked")
+    assert out.returncode == 0 and "out of rotation" in out.stdout, out.stderr
+    assert postdeck(*base, "--run", "--workers", "2").returncode == 0
+    ctx = PostingContext.for_campaign_dir(root, campaigns_dir)
+    rows = {r[C.ACCOUNT]: r[C.STATUS] for r in ProgressStore.for_context(ctx).read().rows}
+    assert rows == {"ann": C.PENDING, "bob": C.PENDING, "cat": C.SUCCESS}
+    st = json.loads(postdeck(*base, "--status", "--json").stdout)
+    states = {a["account"]: a for a in st["accounts"]}
+    assert states["ann"]["state"] == OFF and "phone ph-1 out: screen cracked" in states["ann"][
+        "off_why"]
+    assert states["cat"]["state"] != OFF
+    # the accounts' own entries are theirs: a phone coming back does not touch them
+    rotation.disable(ctx, "bob", "maria", "own reason")
+    back = postdeck(*base, "--enable-phone", "ph-1")
+    assert back.returncode == 0 and "back in rotation" in back.stdout
+    assert rotation.disabled(ctx) == {"bob": rotation.disabled(ctx)["bob"]}
+    assert rotation.phones_out(ctx) == {}
+    assert postdeck(*base, "--run").returncode == 0
+    rows = {r[C.ACCOUNT]: r[C.STATUS] for r in ProgressStore.for_context(ctx).read().rows}
+    assert rows == {"ann": C.SUCCESS, "bob": C.PENDING, "cat": C.SUCCESS}
+    again = postdeck(*base, "--enable-phone", "ph-1")
+    assert again.returncode == 0 and "was not out" in again.stdout

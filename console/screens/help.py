@@ -22,6 +22,7 @@ KEYS = """\
   [b]K[/b]      jobs, job detail: skip this job, out of today's queue for good (asks first)
   [b]F[/b]      jobs, job detail: move this pending job to the front of the queue
   [b]d[/b]      accounts: take the account out of rotation (asks first), or put it back
+  [b]D[/b]      accounts: take the account's phone out of rotation (asks first), or put it back
   [b]/[/b]      filter the focused panel (enter keeps it, escape clears it)
   [b]enter[/b]  campaigns: open · jobs and phones: job detail · accounts: that account's jobs
   [b]tab[/b]    next panel (shift+tab: previous)

@@ -133,6 +133,8 @@ class AccountsPanel(LiveTable):
         Binding("enter", "select", "Its jobs", id="account-jobs"),
         Binding("d", "app.toggle_account", "Out/in", id="account-rotation",
                 tooltip="take the account out of rotation (asks first), or put it back"),
+        Binding("D", "app.toggle_phone", "Phone out/in", id="phone-rotation", show=False,
+                tooltip="take the account's phone out of rotation (asks first), or put it back"),
     ]
 
     def __init__(self, **kwargs) -> None:

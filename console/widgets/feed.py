@@ -366,7 +366,7 @@ class Feed:
             store = self._stores[ctx.progress_file] = open_store(ctx)
         elsewhere = store.usage_elsewhere(Day.of(now, ctx.settings.tz))
         try:
-            off = rotation.disabled(ctx)
+            off = rotation.effective(ctx, accounts)
         except InputError:          # the status and --run name the damaged file
             off = {}
         states = self._states.compute(rows, ctx.settings, now, accounts, busy, elsewhere, off)

@@ -287,3 +287,29 @@ async def test_the_palette_lists_the_new_commands(acts):
                 "Take the account out of rotation, or back"} <= set(titles)
         hits = [hit.text async for hit in provider.search("front")]
         assert "Move this job to the front" in hits
+
+
+@async_test
+async def test_shift_d_takes_the_accounts_phone_out_of_rotation_and_back(acts, monkeypatch):
+    d, ctx = acts
+    monkeypatch.setattr(rotation, "current_user", lambda: "maria")
+    app = app_on(d)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await next_frame(pilot)
+        app.dashboard.activate(2)
+        accounts = app.dashboard.query_one(AccountsPanel)
+        await wait_until(pilot, lambda: accounts.row_count == 6 and app.focused is accounts,
+                         what="the accounts, focused")
+        accounts.move_to_key("daily.drip")
+        phone = accounts.get_cell("daily.drip", "phone")
+        await pilot.press("D")
+        modal = await confirm_shown(pilot)
+        assert modal.title_text == f"Take phone {phone} out of rotation?"
+        await pilot.press("y")
+        await until_notified(pilot, f"phone {phone} is out of rotation")
+        assert set(rotation.phones_out(ctx)) == {phone} and rotation.disabled(ctx) == {}
+        await wait_until(pilot, lambda: accounts.get_cell("daily.drip", "state") == "OFF",
+                         what="OFF in the panel")
+        await pilot.press("D")                    # out: back in at once
+        await until_notified(pilot, f"phone {phone} is back in rotation")
+        assert rotation.phones_out(ctx) == {}
