@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import time
 from datetime import datetime
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -459,73 +460,59 @@ class PostdeckApp(App[int]):
     def job_to_front(self, name: str, job_id: str, done: Callable[[], None] | None = None) -> None:
         self._run("Move to front", name, partial(_job_to_front, job_id=job_id), done)
 
-    # --- one account: in rotation or out -----------------------------------------------------------
+    # --- one account, or its phone: in rotation or out ----------------------------------------------
     def action_toggle_account(self) -> None:
         """The account under the accounts panel's cursor out of rotation (asks first), or back in
         when the rotation file says it is out (at once)."""
-        account = self.dashboard.query_one(AccountsPanel).cursor_key
-        if account is None or self.campaign is None:
-            self.notify("no account under the cursor", severity="warning")
-            return
-        self._check_toggle(self.campaign, account)
-
-    @work(thread=True, group="action", exit_on_error=False)
-    def _check_toggle(self, name: str, account: str) -> None:
-        try:
-            out = account in rotation.disabled(self._ctx_for(name))
-        except InputError as exc:
-            self.call_from_thread(self._report, "Rotation", exc.explain(CONSOLE_WORDS), "error")
-            return
-        if out:
-            self.call_from_thread(self._run, "Back in rotation", name,
-                                  partial(_enable_account, account=account))
-        else:
-            self.call_from_thread(self._confirm_disable, name, account)
-
-    def _confirm_disable(self, name: str, account: str) -> None:
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self._run("Out of rotation", name,
-                          partial(_disable_account, account=account, why=DISABLE_WHY))
-
-        self.push_screen(ConfirmModal(
-            f"Take {account} out of rotation?",
-            f"No worker claims a new job of {account} until you put it back (d again); its "
-            "pending jobs stay pending, and a job it runs now runs to its end.", "take it out"),
-            confirmed)
+        account = self._account_under_cursor()
+        if account is not None:
+            self._toggle_rotation(self.campaign, Toggle(
+                account, rotation.disabled, partial(_enable_account, account=account),
+                partial(_disable_account, account=account, why=DISABLE_WHY),
+                "", f"Take {account} out of rotation?",
+                f"No worker claims a new job of {account} until you put it back (d again); its "
+                "pending jobs stay pending, and a job it runs now runs to its end."))
 
     def action_toggle_phone(self) -> None:
         """The phone of the account under the cursor out of rotation (asks first: every
         account on it stops), or back in when it is out (at once)."""
-        panel = self.dashboard.query_one(AccountsPanel)
-        account = panel.cursor_key
+        account = self._account_under_cursor()
+        if account is not None:
+            phone = self.dashboard.query_one(AccountsPanel).get_cell(account, "phone")
+            self._toggle_rotation(self.campaign, Toggle(
+                phone, rotation.phones_out, partial(_enable_phone, phone=phone),
+                partial(_disable_phone, phone=phone, why=DISABLE_WHY),
+                "Phone ", f"Take phone {phone} out of rotation?",
+                f"No worker claims a job on {phone}, whichever account it is for, until you put "
+                "it back (D again); a job it runs now runs to its end."))
+
+    def _account_under_cursor(self) -> str | None:
+        account = self.dashboard.query_one(AccountsPanel).cursor_key
         if account is None or self.campaign is None:
             self.notify("no account under the cursor", severity="warning")
-            return
-        phone = panel.get_cell(account, "phone")
-        self._check_phone_toggle(self.campaign, phone)
+            return None
+        return account
 
     @work(thread=True, group="action", exit_on_error=False)
-    def _check_phone_toggle(self, name: str, phone: str) -> None:
+    def _toggle_rotation(self, name: str, t: "Toggle") -> None:
+        """Out: back in at once. In: out after a confirmation. Whether it is out is read from
+        the rotation file when the key is pressed, not from the last poll."""
         try:
-            out = phone in rotation.phones_out(self._ctx_for(name))
+            out = t.name in t.out_of(self._ctx_for(name))
         except InputError as exc:
             self.call_from_thread(self._report, "Rotation", exc.explain(CONSOLE_WORDS), "error")
             return
         if out:
-            self.call_from_thread(self._run, "Phone back in rotation", name,
-                                  partial(_enable_phone, phone=phone))
+            self.call_from_thread(self._run, f"{t.label}Back in rotation".capitalize(), name,
+                                  t.enable)
             return
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._run("Phone out of rotation", name,
-                          partial(_disable_phone, phone=phone, why=DISABLE_WHY))
+                self._run(f"{t.label}Out of rotation".capitalize(), name, t.disable)
 
-        self.call_from_thread(self.push_screen, ConfirmModal(
-            f"Take phone {phone} out of rotation?",
-            f"No worker claims a job on {phone}, whichever account it is for, until you put it "
-            "back (D again); a job it runs now runs to its end.", "take it out"), confirmed)
+        self.call_from_thread(self.push_screen,
+                              ConfirmModal(t.title, t.text, "take it out"), confirmed)
 
     def action_filter(self) -> None:
         if not self.dashboard.open_filter():
@@ -650,6 +637,18 @@ def _job_to_front(ctx: PostingContext, job_id: str) -> str:
 def _disable_account(ctx: PostingContext, account: str, why: str) -> str:
     entry = operations.disable_account(ctx, account, why)
     return f"{account} is out of rotation (by {entry['by']}): it takes no new job until d puts it back"
+
+
+@dataclass(frozen=True)
+class Toggle:
+    """An account or a phone the operator takes out of rotation or puts back."""
+    name: str
+    out_of: Callable[[PostingContext], dict]     # what is out now (the rotation file)
+    enable: Callable[[PostingContext], str]
+    disable: Callable[[PostingContext], str]
+    label: str                                   # "" for an account, "Phone " for a phone
+    title: str
+    text: str
 
 
 def _disable_phone(ctx: PostingContext, phone: str, why: str) -> str:

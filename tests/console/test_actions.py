@@ -218,17 +218,23 @@ async def test_the_job_detail_acts_on_its_job(acts, monkeypatch):
         assert row_of(ctx, RETRYABLE)[C.STATUS] == C.FAILED
 
 
+async def focus_accounts(pilot, app) -> AccountsPanel:
+    """The accounts panel of the `acts` campaign, drawn and focused."""
+    await next_frame(pilot)
+    app.dashboard.activate(2)
+    accounts = app.dashboard.query_one(AccountsPanel)
+    await wait_until(pilot, lambda: accounts.row_count == 6 and app.focused is accounts,
+                     what="the accounts, focused")
+    return accounts
+
+
 @async_test
 async def test_d_takes_an_account_out_of_rotation_and_back(acts, monkeypatch):
     d, ctx = acts
     monkeypatch.setattr(rotation, "current_user", lambda: "maria")
     app = app_on(d)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
-        await next_frame(pilot)
-        app.dashboard.activate(2)
-        accounts = app.dashboard.query_one(AccountsPanel)
-        await wait_until(pilot, lambda: accounts.row_count == 6 and app.focused is accounts,
-                         what="the accounts, focused")
+        accounts = await focus_accounts(pilot, app)
         accounts.move_to_key("daily.drip")
         await pilot.press("d")
         modal = await confirm_shown(pilot)
@@ -295,11 +301,7 @@ async def test_shift_d_takes_the_accounts_phone_out_of_rotation_and_back(acts, m
     monkeypatch.setattr(rotation, "current_user", lambda: "maria")
     app = app_on(d)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
-        await next_frame(pilot)
-        app.dashboard.activate(2)
-        accounts = app.dashboard.query_one(AccountsPanel)
-        await wait_until(pilot, lambda: accounts.row_count == 6 and app.focused is accounts,
-                         what="the accounts, focused")
+        accounts = await focus_accounts(pilot, app)
         accounts.move_to_key("daily.drip")
         phone = accounts.get_cell("daily.drip", "phone")
         await pilot.press("D")
