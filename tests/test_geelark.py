@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from engine.devices.geelark import (
     PhoneState, RateLimiter, TokenAuth, error_for_code, load_credentials, sign,
 )
 from engine.errors import INFRASTRUCTURE, PostError, classify
+from geelark_clients import fake_time_client
 from geelark_fake_server import (
     TEST_API_KEY, TEST_APP_ID, TEST_TOKEN, Delay, FakeGeelark, Http,
 )
@@ -39,12 +39,7 @@ def make_client(server, fake_time):
     clients = []
 
     def make(auth=None, **kw) -> GeelarkClient:
-        kw.setdefault("limiter", RateLimiter(10_000, clock=fake_time.clock, sleep=fake_time.sleep))
-        kw.setdefault("timeout", 2.0)
-        kw.setdefault("wall_clock", fake_time.clock)
-        client = GeelarkClient(auth or KeyAuth(TEST_APP_ID, TEST_API_KEY), base_url=server.url,
-                               sleep=fake_time.sleep, clock=fake_time.clock,
-                               rng=random.Random(7), **kw)
+        client = fake_time_client(server, fake_time, seed=7, auth=auth, **kw)
         clients.append(client)
         return client
 

@@ -3,24 +3,24 @@ fake Geelark Open API (tests/geelark_fake_server.py, signatures checked, 127.0.0
 from __future__ import annotations
 
 import logging
-import random
 import string
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from engine.settings import Settings
 from engine.devices.base import PostRequest, TaskOutcome, TaskState, WorkerSlot
 from engine.devices.geelark import (
     RUN_STOPPING_TYPES, TASK_CANCEL, TASK_HISTORY, TASK_INSTAGRAM_REELS, TASK_QUERY,
-    UPLOAD_GET_URL, GeelarkClient, GeelarkError, GeelarkNotFound, GeelarkPhones,
-    GeelarkTaskFailed, GeelarkUnavailable, KeyAuth, RateLimiter, TaskStatus,
+    UPLOAD_GET_URL, GeelarkError, GeelarkNotFound, GeelarkPhones,
+    GeelarkTaskFailed, GeelarkUnavailable, TaskStatus,
 )
 from engine.devices.geelark_task import GeelarkTaskBackend, make_task_backend, task_name
+from engine.settings import Settings
 from engine.errors import (
     ACCOUNT, CONTENT, INFRASTRUCTURE, OUTCOME_UNKNOWN, UNKNOWN, PostError, classify,
 )
+from geelark_clients import fake_time_client
 from geelark_fake_server import TEST_API_KEY, TEST_APP_ID, Drop, FakeGeelark, Http
 
 JOB, CLAIM = "v007.mp4_spring campaign", "0f3c9a2b7d1e4f60a1b2c3d4e5f60718"
@@ -38,11 +38,7 @@ def server():
 
 @pytest.fixture
 def client(server, fake_time):
-    client = GeelarkClient(KeyAuth(TEST_APP_ID, TEST_API_KEY), base_url=server.url, timeout=2.0,
-                           limiter=RateLimiter(10_000, clock=fake_time.clock,
-                                               sleep=fake_time.sleep),
-                           sleep=fake_time.sleep, clock=fake_time.clock,
-                           wall_clock=fake_time.clock, rng=random.Random(5))
+    client = fake_time_client(server, fake_time, seed=5)
     yield client
     client.close()
 

@@ -3,21 +3,20 @@ cancel/restart, upload_video, classify_task_failure) against the local fake Open
 (tests/geelark_fake_server.py)."""
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from engine.devices.geelark import (
     RUN_STOPPING_TYPES, TASK_CANCEL, TASK_HISTORY, TASK_INSTAGRAM_REELS, TASK_QUERY,
     UPLOAD_GET_URL, GeelarkAuthError, GeelarkClient, GeelarkError, GeelarkNotFound,
     GeelarkTaskFailed, GeelarkTaskSearchIncomplete, GeelarkTaskTimeout, GeelarkUnavailable, KeyAuth,
-    RateLimiter, TaskInfo, TaskStatus, TokenAuth, classify_task_failure,
+    TaskInfo, TaskStatus, TokenAuth, classify_task_failure,
 )
 from engine.errors import (
     ACCOUNT, BLOCKING_TYPES, CONTENT, INFRASTRUCTURE, OUTCOME_UNKNOWN, UNKNOWN, PostError, classify,
 )
+from geelark_clients import fake_time_client
 from geelark_fake_server import (
-    TEST_API_KEY, TEST_APP_ID, TEST_TOKEN, Delay, Drop, FakeGeelark, Http,
+    TEST_APP_ID, TEST_TOKEN, Delay, Drop, FakeGeelark, Http,
 )
 
 VIDEO = "https://material.example/open-upload/clip.mp4"
@@ -36,11 +35,7 @@ def make_client(server, fake_time):
     clients = []
 
     def make(auth=None, **kw) -> GeelarkClient:
-        kw.setdefault("limiter", RateLimiter(10_000, clock=fake_time.clock, sleep=fake_time.sleep))
-        kw.setdefault("timeout", 2.0)
-        client = GeelarkClient(auth or KeyAuth(TEST_APP_ID, TEST_API_KEY), base_url=server.url,
-                               sleep=fake_time.sleep, clock=fake_time.clock,
-                               wall_clock=fake_time.clock, rng=random.Random(3), **kw)
+        client = fake_time_client(server, fake_time, seed=3, auth=auth, **kw)
         clients.append(client)
         return client
 
