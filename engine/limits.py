@@ -79,6 +79,9 @@ class HostDay:
         self.campaigns_dir = Path(campaigns_dir) if campaigns_dir else None
         self._cache: dict[Path, tuple[tuple, Table | None, list[list[str]]]] = {}
         self._usage: dict[Path, tuple[tuple, dict[str, Usage]]] = {}
+        # Archives of the own folder that are counted elsewhere already: the PostgreSQL store
+        # writes each day it closes as an archive too, and counts that day from the database.
+        self.skip_names: frozenset[str] = frozenset()
 
     @property
     def shared(self) -> bool:
@@ -129,6 +132,8 @@ class HostDay:
             except OSError:
                 names = []
             for p in names:
+                if p.name in self.skip_names and folder == own_current.parent:
+                    continue
                 try:
                     out.append((p, False, p.stat(), None))
                 except OSError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol, runtime_checkable
+import threading
 
 from .campaigns import Account, Video, video_name
 from .errors import Classification
@@ -89,10 +90,55 @@ class PostedVideos:
         return name in self.names or job_id in self.job_ids
 
 
+class Lease(Protocol):
+    """A worker's (or a supervisor's) lease on its claims, renewed every few seconds. A store
+    shared by several hosts (PostgreSQL) keeps it in the database: a claim whose lease expired
+    is recovered by any host, and its holder's later writes are rejected (ClaimLost)."""
+
+    def renew(self, state: str = "", job_id: str = "", phone: str = "") -> bool:
+        """Extend the lease; False when it had expired already: the holder has lost its claims
+        and must stop."""
+
+    def wait_changes(self, timeout: float) -> bool:
+        """Sleep until another process changed the store (True) or the timeout (False)."""
+
+    def interrupt(self) -> None:
+        """End a wait_changes now (from another thread: the holder is leaving)."""
+
+    def close(self) -> None:
+        """Give the lease up (a clean exit); a lease that still holds a claim is left to run
+        out, so any host can recover the claim."""
+
+
+class LocalLease:
+    """The lease of a one-host store: liveness is the heartbeat file and the pid
+    (engine/runstate.py), and wake-ups come through engine/wake.py, so there is nothing to
+    renew and nothing to listen to."""
+
+    def __init__(self) -> None:
+        self._closed = threading.Event()
+
+    def renew(self, state: str = "", job_id: str = "", phone: str = "") -> bool:
+        return True
+
+    def wait_changes(self, timeout: float) -> bool:
+        self._closed.wait(max(0.0, timeout))
+        return False
+
+    def interrupt(self) -> None:
+        self._closed.set()
+
+    def close(self) -> None:
+        self._closed.set()
+
+
 @runtime_checkable
 class JobStore(Protocol):
     settings: Settings
     retry: RetryPolicy
+    # Whether other hosts write to this store too: then a supervisor also recovers claims whose
+    # lease expired, wherever they were made.
+    shared: bool
 
     # --- reading: a consistent snapshot, without blocking writers ------------------------------
     def read(self) -> Table:
@@ -135,7 +181,20 @@ class JobStore(Protocol):
     def recover_stale(self, live_workers: Iterable[str], run_id: str | None = None,
                       counted: bool = True) -> list[dict]: ...
 
+    def stale_claims(self, live_workers: Iterable[str],
+                     run_id: str | None = None) -> list[dict[str, str]]:
+        """The claims recover_stale would take now (the same arguments): this host's claims of
+        workers not in `live_workers` (or of another run), and any claim whose lease expired."""
+
     def retry_all_failed(self, include_non_retryable: bool = False) -> int: ...
+
+    # --- leases (Lease) ----------------------------------------------------------------------
+    def lease(self, worker_id: str, pid: int, ttl_s: float, run_id: str = "") -> Lease:
+        """Take the lease `worker_id` holds its claims under, for `ttl_s` seconds at a time."""
+
+    def leases(self) -> list[dict[str, object]]:
+        """Every host's live and expired leases on this campaign (host, worker_id, pid, state,
+        job_id, phone, expires_in); [] for a one-host store."""
 
     # --- the operator's actions on one job (JobRefused when they must not happen) --------------
     def retry_job(self, job_id: str, include_non_retryable: bool = False) -> dict[str, str]:
@@ -152,6 +211,14 @@ class JobStore(Protocol):
 
     def reset_day(self, date: str, guard: Callable[[], None] | None = None) -> Path | None:
         """Close today's jobs (kept as an archive, whose path is returned) and start empty."""
+
+    def days(self) -> list[str]:
+        """The closed days, oldest first, by the name their archive carries (YYYYMMDD, or
+        YYYYMMDD_N after several resets on one date)."""
+
+    def export_day(self, day: str | None = None) -> bytes:
+        """A day as a progress file's bytes: today's (None) or a closed one named as days()
+        names it; InputError when there is no such day."""
 
     def usage_elsewhere(self, day: Day) -> dict[str, Usage]:
         """What each account used on `day` that today's jobs do not show (engine/limits.py)."""
@@ -172,6 +239,10 @@ class JobStore(Protocol):
 
 
 def open_store(ctx, **kwargs) -> JobStore:
-    """The store of a campaign (or of legacy mode): today, always the CSV progress file."""
+    """The store of a campaign (or of legacy mode): the PostgreSQL database the context names
+    (POSTDECK_STORE), else the CSV progress file in the campaign folder."""
+    if ctx.store_url:
+        from .pg_store import PgStore
+        return PgStore.for_context(ctx, **kwargs)
     from .tracker import ProgressStore
     return ProgressStore.for_context(ctx, **kwargs)

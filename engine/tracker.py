@@ -39,7 +39,7 @@ from .power import PhonePower
 from .rotation import Rotation, rotation_path
 from .rules import Day, Tally, Usage, account_blocker, due, now_iso, parse_time, tally
 from .settings import Settings
-from .store import DamagedLine, JobRefused, Ledger, PostedVideos
+from .store import DamagedLine, JobRefused, Ledger, LocalLease, PostedVideos
 
 LOCK_TIMEOUT_S = 120.0
 IMPORTED = "imported:"   # posted_at of a ledger entry postdeck did not write itself
@@ -62,6 +62,8 @@ __all__ = ["ClaimLost", "CorruptProgressFile", "HEADER_BYTES", "HEADER_ONLY", "J
 class ProgressStore:
     """The campaign's progress file and its ledger. Create one per process: the lock object is
     made lazily, inside the process that uses it (never inherited across spawn)."""
+
+    shared = False     # one host: a claim's liveness is its worker's heartbeat and pid
 
     def __init__(self, path: Path, ledger_path: Path, settings: Settings,
                  retry: RetryPolicy | None = None, clock: Callable[[], float] = time.time,
@@ -434,9 +436,7 @@ class ProgressStore:
         def change(table: Table, now: float):
             recovered = []
             for row in table.rows:
-                if row[C.STATUS] != C.CLAIMED:
-                    continue
-                if row[C.WORKER_ID] in live and (run_id is None or row[C.RUN_ID] == run_id):
+                if not _stale(row, live, run_id):
                     continue
                 if counted:
                     lifecycle.recover(row, now, f"worker {row[C.WORKER_ID]} was lost", self.retry,
@@ -447,6 +447,33 @@ class ProgressStore:
             return bool(recovered), recovered
 
         return self._locked(change)  # type: ignore[return-value]
+
+    def stale_claims(self, live_workers: Iterable[str],
+                     run_id: str | None = None) -> list[dict[str, str]]:
+        live = set(live_workers)
+        return [job_dict(r) for r in self.read().rows if _stale(r, live, run_id)]
+
+    def lease(self, worker_id: str, pid: int, ttl_s: float, run_id: str = "") -> LocalLease:
+        return LocalLease()
+
+    def leases(self) -> list[dict[str, object]]:
+        return []
+
+    def days(self) -> list[str]:
+        prefix = f"{self.path.stem}_"
+        return [p.stem[len(prefix):] for p in self.archives() if p.stem.startswith(prefix)]
+
+    def export_day(self, day: str | None = None) -> bytes:
+        """Today's file as it stands (checked first), or an archive's bytes as they are."""
+        if day is None:
+            table = self.read()
+            return self._read_bytes() or serialize_table(table)
+        if day not in self.days():
+            raise InputError(self.path.with_name(f"{self.path.stem}_{day}.csv"), None,
+                             f"there is no closed day {day!r}; the closed days are "
+                             f"{', '.join(self.days()) or 'none yet'}")
+        return read_input(self.path.with_name(f"{self.path.stem}_{day}.csv"),
+                          "an archived day") or b""
 
     def retry_all_failed(self, include_non_retryable: bool = False) -> int:
         """Put failed jobs back as `retrying`, due at once, with fresh attempts. Account and
@@ -484,7 +511,7 @@ class ProgressStore:
                                      f"job {job_id}: its video is in the ledger "
                                      f"{self.ledger_path}: it was posted, so it is never retried")
                 if lifecycle.needs_consent(row) and not include_non_retryable:
-                    raise JobRefused(job_id, JobRefused.NEEDS_CONSENT, _consent_wanted(row))
+                    raise JobRefused(job_id, JobRefused.NEEDS_CONSENT, consent_wanted(row))
             lifecycle.retry(row)
             return True
 
@@ -532,7 +559,7 @@ class ProgressStore:
             try:
                 changed = act(table, row, now)
             except lifecycle.IllegalTransition as exc:
-                raise _refused(job_id, action, row, exc) from None
+                raise refusal(job_id, action, row, exc) from None
             return changed, job_dict(row)
 
         return self._locked(change)  # type: ignore[return-value]
@@ -553,40 +580,12 @@ class ProgressStore:
         cooldown) does not keep the run alive: the next day starts with --reset-day."""
         table = self.read()
         now = self.clock()
-        limit = self.settings.daily_limit
         day = Day.of(now, self.settings.tz)
         tallies = tally(table.rows, self.settings, day, self.host.usage(day))
-        others = any(r[C.STATUS] == C.CLAIMED for r in table.rows)
-        opens = (self.window.opens_at(now, self.settings.tz)
-                 if self.window is not None else None) or now
-        if opens >= day.end:
-            return others, None     # the window opens tomorrow: nothing more today
-        earliest: float | None = None
-        gaps: dict[str, float | None] = {}
-        off = self._out_of_rotation()
-        off_phones = self.rotation.phones() if self.rotation is not None else frozenset()
-        for row in table.rows:
-            status = row[C.STATUS]
-            if status not in (C.PENDING, C.RETRYING):
-                continue
-            if phone is not None and (row[C.PHONE_ID] or row[C.ACCOUNT]) != phone:
-                continue
-            if accounts is not None and row[C.ACCOUNT] not in accounts:
-                continue
-            if row[C.ACCOUNT] in off or (row[C.PHONE_ID] or row[C.ACCOUNT]) in off_phones:
-                continue    # out of rotation: only the operator brings it back
-            t = tallies[row[C.ACCOUNT]]
-            if t.blocked_by or t.used - t.running >= limit:
-                continue  # not today, whatever happens
-            job_phone = row[C.PHONE_ID] or row[C.ACCOUNT]
-            if job_phone not in gaps:
-                gaps[job_phone] = self.gap_until(job_phone)
-            at = max(parse_time(row[C.RETRY_AT]) or now if status == C.RETRYING else now,
-                     t.cooldown_until, opens, gaps[job_phone] or now)
-            if at >= day.end:
-                continue
-            earliest = at if earliest is None else min(earliest, at)
-        return others, earliest
+        return earliest_chance(table.rows, tallies, now, day, self.settings, self.window,
+                               self.gap_until, self._out_of_rotation(),
+                               self.rotation.phones() if self.rotation is not None else frozenset(),
+                               phone, accounts)
 
     # --- seeding ---------------------------------------------------------------------------------
     def seed(self, videos: list[Video], accounts: list[Account], campaign: str) -> list[dict]:
@@ -597,42 +596,13 @@ class ProgressStore:
         posted = self.posted()
 
         def change(table: Table, now: float):
-            limit = self.settings.daily_limit
             day = Day.of(now, self.settings.tz)
             tallies = tally(table.rows, self.settings, day, self.host.usage(day))
-            free: dict[str, int] = {}
-            for acc in accounts:
-                t = tallies.get(acc.name)
-                if t is not None and (t.open_jobs or t.used >= limit):
-                    continue
-                free[acc.name] = limit - (t.used if t else 0)
-            in_file = {video_name(r[C.VIDEO_PATH]) for r in table.rows}
-            queue = [v for v in videos
-                     if v.filename not in in_file
-                     and job_id_of(v, campaign) not in table.index
-                     and not posted.holds(v.filename, job_id_of(v, campaign))]
-            added = []
-            q = iter(queue)
-            for round_ in range(limit):
-                for acc in accounts:
-                    if free.get(acc.name, 0) <= round_:
-                        continue
-                    video = next(q, None)
-                    if video is None:
-                        return bool(added), added
-                    row = [""] * C.WIDTH
-                    row[C.JOB_ID] = job_id_of(video, campaign)
-                    row[C.ACCOUNT] = acc.name
-                    row[C.VIDEO_PATH] = str(video.path)
-                    row[C.CAPTION] = video.caption
-                    row[C.STATUS] = C.PENDING
-                    row[C.ATTEMPTS] = "0"
-                    row[C.MAX_ATTEMPTS] = str(self.settings.max_attempts)
-                    row[C.PASS_NUMBER] = "1"
-                    row[C.PHONE_ID] = acc.phone
-                    table.append(row)
-                    added.append(job_dict(row))
-            return bool(added), added
+            rows = plan_seed(table.rows, tallies, videos, accounts, campaign, posted,
+                             self.settings)
+            for row in rows:
+                table.append(row)
+            return bool(rows), [job_dict(r) for r in rows]
 
         return self._locked(change)  # type: ignore[return-value]
 
@@ -717,12 +687,7 @@ class ProgressStore:
         a ledger is left as it is."""
         if self.ledger_path.exists():
             return 0
-        entries = []
-        for path in [*self.archives(), self.path]:
-            for row in _archive_rows(path):
-                if row[C.STATUS] == C.SUCCESS:
-                    entries.append((f"{IMPORTED}{row[C.COMPLETED_AT]}", row[C.ACCOUNT],
-                                    row[C.VIDEO_PATH], row[C.JOB_ID]))
+        entries = history_entries([*self.archives(), self.path])
         if not entries:
             return 0
         # against the ledger alone: the archives are where these entries come from
@@ -734,19 +699,12 @@ class ProgressStore:
         lines too), and the successes and unknown outcomes of every archived progress file.
         Matched by the video's file name (and by job id), never by folder or absolute path, so
         a renamed campaign folder or the earlier system's Windows paths still match."""
-        posted = self.read_ledger().posted()
-        for archive in self.archives():
-            for row in _archive_rows(archive):
-                if (row[C.STATUS] == C.SUCCESS or row[C.ERROR_TYPE] == OUTCOME_UNKNOWN
-                        or (row[C.STATUS] == C.CLAIMED and row[C.PHASE] == "publishing")):
-                    posted.add(row[C.VIDEO_PATH], row[C.JOB_ID])
-        return posted
+        return posted_in_archives(self.read_ledger().posted(), self.archives())
 
     def archives(self) -> list[Path]:
         """The campaign folder's other progress files: dated archives and whatever else the
         earlier system left (progress_backup_*.csv, progress_pre*.csv, ...)."""
-        return sorted(p for p in self.path.parent.glob(f"{self.path.stem}*.csv")
-                      if p.name != self.path.name)
+        return folder_archives(self.path)
 
     # --- the day reset ---------------------------------------------------------------------------
     def reset_day(self, date: str, guard: Callable[[], None] | None = None) -> Path | None:
@@ -796,13 +754,132 @@ class ProgressStore:
             os.rename(archive, self.path)
 
     def _free_archive_name(self, date: str) -> Path:
-        stem = self.path.stem
-        candidate = self.path.with_name(f"{stem}_{date}.csv")
-        n = 0
-        while candidate.exists():
-            n += 1
-            candidate = self.path.with_name(f"{stem}_{date}_{n}.csv")
-        return candidate
+        return free_archive_name(self.path, date)
+
+def plan_seed(rows: list[list[str]], tallies: dict[str, Tally], videos: list[Video],
+              accounts: list[Account], campaign: str, posted: PostedVideos,
+              settings: Settings) -> list[list[str]]:
+    """JobStore.seed's new rows, for every store: videos in neither the day's rows nor the
+    posted ones, one per account per free slot, round-robin over accounts. Accounts with a
+    pending, claimed or successful job today, or at their limit, get nothing; counts are kept
+    in memory so one pass cannot overfill an account."""
+    limit = settings.daily_limit
+    free: dict[str, int] = {}
+    for acc in accounts:
+        t = tallies.get(acc.name)
+        if t is not None and (t.open_jobs or t.used >= limit):
+            continue
+        free[acc.name] = limit - (t.used if t else 0)
+    in_file = {video_name(r[C.VIDEO_PATH]) for r in rows}
+    ids = {r[C.JOB_ID] for r in rows}
+    queue = [v for v in videos
+             if v.filename not in in_file
+             and job_id_of(v, campaign) not in ids
+             and not posted.holds(v.filename, job_id_of(v, campaign))]
+    added: list[list[str]] = []
+    q = iter(queue)
+    for round_ in range(limit):
+        for acc in accounts:
+            if free.get(acc.name, 0) <= round_:
+                continue
+            video = next(q, None)
+            if video is None:
+                return added
+            row = [""] * C.WIDTH
+            row[C.JOB_ID] = job_id_of(video, campaign)
+            row[C.ACCOUNT] = acc.name
+            row[C.VIDEO_PATH] = str(video.path)
+            row[C.CAPTION] = video.caption
+            row[C.STATUS] = C.PENDING
+            row[C.ATTEMPTS] = "0"
+            row[C.MAX_ATTEMPTS] = str(settings.max_attempts)
+            row[C.PASS_NUMBER] = "1"
+            row[C.PHONE_ID] = acc.phone
+            added.append(row)
+    return added
+
+
+def folder_archives(path: Path) -> list[Path]:
+    """The other progress files beside `path`: dated archives and whatever else the earlier
+    system left (progress_backup_*.csv, progress_pre*.csv, ...)."""
+    return sorted(p for p in path.parent.glob(f"{path.stem}*.csv") if p.name != path.name)
+
+
+def free_archive_name(path: Path, date: str, taken: Callable[[Path], bool] = Path.exists) -> Path:
+    """`<stem>_<date>.csv`, or `_1`, `_2`, ... when that is taken: an archive never replaces a
+    file."""
+    candidate = path.with_name(f"{path.stem}_{date}.csv")
+    n = 0
+    while taken(candidate):
+        n += 1
+        candidate = path.with_name(f"{path.stem}_{date}_{n}.csv")
+    return candidate
+
+
+def posted_in_archives(posted: PostedVideos, archives: Iterable[Path]) -> PostedVideos:
+    """Add every video the archives show as posted or maybe posted: successes, unknown outcomes
+    and claims that were publishing when the day was closed."""
+    for archive in archives:
+        for row in archive_rows(archive):
+            if (row[C.STATUS] == C.SUCCESS or row[C.ERROR_TYPE] == OUTCOME_UNKNOWN
+                    or (row[C.STATUS] == C.CLAIMED and row[C.PHASE] == "publishing")):
+                posted.add(row[C.VIDEO_PATH], row[C.JOB_ID])
+    return posted
+
+
+def history_entries(paths: Iterable[Path]) -> list[tuple[str, str, str, str]]:
+    """Ledger entries (marked as imported) for the successes of these progress files."""
+    entries = []
+    for path in paths:
+        for row in archive_rows(path):
+            if row[C.STATUS] == C.SUCCESS:
+                entries.append((f"{IMPORTED}{row[C.COMPLETED_AT]}", row[C.ACCOUNT],
+                                row[C.VIDEO_PATH], row[C.JOB_ID]))
+    return entries
+
+
+def earliest_chance(rows: list[list[str]], tallies: dict[str, Tally], now: float, day: Day,
+                    settings: Settings, window: PostingWindow | None,
+                    gap_until: Callable[[str], float | None], off: frozenset[str],
+                    off_phones: frozenset[str], phone: str | None = None,
+                    accounts: frozenset[str] | None = None) -> tuple[bool, float | None]:
+    """JobStore.next_chance over one day's rows and their tallies, for every store: (any job
+    claimed, the earliest moment the clock alone makes a job claimable today)."""
+    limit = settings.daily_limit
+    others = any(r[C.STATUS] == C.CLAIMED for r in rows)
+    opens = (window.opens_at(now, settings.tz) if window is not None else None) or now
+    if opens >= day.end:
+        return others, None     # the window opens tomorrow: nothing more today
+    earliest: float | None = None
+    gaps: dict[str, float | None] = {}
+    for row in rows:
+        status = row[C.STATUS]
+        if status not in (C.PENDING, C.RETRYING):
+            continue
+        if phone is not None and (row[C.PHONE_ID] or row[C.ACCOUNT]) != phone:
+            continue
+        if accounts is not None and row[C.ACCOUNT] not in accounts:
+            continue
+        if row[C.ACCOUNT] in off or (row[C.PHONE_ID] or row[C.ACCOUNT]) in off_phones:
+            continue    # out of rotation: only the operator brings it back
+        t = tallies[row[C.ACCOUNT]]
+        if t.blocked_by or t.used - t.running >= limit:
+            continue  # not today, whatever happens
+        job_phone = row[C.PHONE_ID] or row[C.ACCOUNT]
+        if job_phone not in gaps:
+            gaps[job_phone] = gap_until(job_phone)
+        at = max(parse_time(row[C.RETRY_AT]) or now if status == C.RETRYING else now,
+                 t.cooldown_until, opens, gaps[job_phone] or now)
+        if at >= day.end:
+            continue
+        earliest = at if earliest is None else min(earliest, at)
+    return others, earliest
+
+
+def _stale(row: list[str], live: set[str], run_id: str | None) -> bool:
+    """A claim no live worker of this run holds."""
+    return row[C.STATUS] == C.CLAIMED and not (
+        row[C.WORKER_ID] in live and (run_id is None or row[C.RUN_ID] == run_id))
 
 
 def _move_first(table: Table, i: int) -> bool:
@@ -816,7 +893,7 @@ def _move_first(table: Table, i: int) -> bool:
     return True
 
 
-def _consent_wanted(row: list[str]) -> str:
+def consent_wanted(row: list[str]) -> str:
     """Why a retry of this failed job waits for the operator's explicit word."""
     job_id, error_type = row[C.JOB_ID], row[C.ERROR_TYPE] or "unknown"
     if error_type == OUTCOME_UNKNOWN:
@@ -828,7 +905,7 @@ def _consent_wanted(row: list[str]) -> str:
             "retry it including non-retryable failures")
 
 
-def _refused(job_id: str, action: str, row: list[str], exc: Exception) -> JobRefused:
+def refusal(job_id: str, action: str, row: list[str], exc: Exception) -> JobRefused:
     """A transition the lifecycle table refused, worded for the operator by the job's status."""
     status, verb = row[C.STATUS], ACTION_WORDS[action]
     if status == C.SUCCESS:
@@ -873,7 +950,7 @@ def _torn_or_empty(path: Path) -> str:
         return "empty"
 
 
-def _archive_rows(path: Path) -> list[list[str]]:
+def archive_rows(path: Path) -> list[list[str]]:
     """An archive's rows, read leniently: a damaged archive still keeps every video it names
     as posted out of seeding, and never stops today's work."""
     try:
