@@ -4,7 +4,8 @@ for where a campaign's files are and which settings apply, in campaign mode and 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+import socket
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -14,6 +15,20 @@ from .settings import Settings, load_settings, validate_daily_limit
 
 LEGACY_NAME = "legacy"
 STATE_DIRNAME = ".postdeck"
+
+
+STORE_ENV = "POSTDECK_STORE"     # a postgresql:// URL: the campaign's jobs live in that database
+HOST_ENV = "POSTDECK_HOST"       # this host's name among the hosts sharing a store
+
+
+def store_url() -> str | None:
+    return os.environ.get(STORE_ENV) or None
+
+
+def host_name() -> str:
+    """This host's name in a shared store's claims and leases (POSTDECK_HOST, else the
+    hostname): two hosts must not share one, or each would recover the other's live claims."""
+    return (os.environ.get(HOST_ENV) or socket.gethostname() or "localhost").strip()
 
 
 def default_campaigns_dir() -> Path:
@@ -34,6 +49,9 @@ class PostingContext:
     campaigns_dir: Path | None = None   # its other campaigns count toward shared accounts' limits
     legacy: bool = False
     scheduler_state_file: Path | None = None
+    # The store in use (engine/store.py open_store): None is the CSV file in the folder.
+    store_url: str | None = field(default_factory=store_url)
+    host: str = field(default_factory=host_name)
 
     # --- construction -------------------------------------------------------------------------
     @classmethod

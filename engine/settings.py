@@ -78,6 +78,8 @@ class Settings:
     check_videos: bool | None = None     # None: on for real backends, off for the simulated one
     notify: Notify | None = None
     task_poll_seconds: float = 15        # geelark-task: how often a running task is asked about
+    lease_seconds: float = 30            # a worker silent this long is given up on (its claims
+                                         # recovered; on a shared store, by any host)
 
     @property
     def daily_limit(self) -> int:
@@ -253,6 +255,10 @@ def load_settings(path: Path) -> Settings:
         elif key == "task_poll_seconds":
             if not _number(value, minimum=0.05, maximum=600):
                 raise bad(key, f"must be a number of seconds from 0.05 to 600, not {value!r}")
+        elif key == "lease_seconds":
+            # above a few heartbeats (2 s each), so one slow beat does not lose a claim
+            if not _number(value, minimum=6, maximum=600):
+                raise bad(key, f"must be a number of seconds from 6 to 600, not {value!r}")
         elif key == "posting_window":
             if not isinstance(value, str) or (value.strip() and not window_bounds(value)):
                 raise bad(key, 'must be a time range in the campaign\'s time zone, like '
