@@ -13,7 +13,7 @@ from engine.settings import BACKENDS
 ACTIONS = ("list_campaigns", "status", "seed_only", "run", "reset_day", "retry_all_failed",
            "stop", "stop_all", "import_ledger", "retry_job", "skip_job", "front_job",
            "disable_account", "enable_account", "disable_phone", "enable_phone", "pause",
-           "resume", "history")
+           "resume", "history", "export_day")
 # The actions that name one job or one account: their value must not be blank.
 NAMED = {"retry_job": "a job id", "skip_job": "a job id", "front_job": "a job id",
          "disable_account": "an account name", "enable_account": "an account name",
@@ -123,7 +123,14 @@ def build_parser() -> Parser:
     a.add_argument("--disable-phone", metavar="NAME", help="take a phone out of rotation: no "
                    "job on it is claimed, whichever account (see --reason)")
     a.add_argument("--enable-phone", metavar="NAME", help="put a phone back in rotation")
+    a.add_argument("--export-day", type=Path, metavar="FILE", help="write a day's jobs as a "
+                   "progress CSV to FILE (a new file): today's, or the closed day --day names")
     o = p.add_argument_group("options")
+    o.add_argument("--store", metavar="URL", help="the job store: a postgresql://user@host/db "
+                   "URL shared by several hosts (default: POSTDECK_STORE, else the campaign's "
+                   "CSV file); a password goes in PGPASSWORD or ~/.pgpass, never here")
+    o.add_argument("--day", metavar="YYYYMMDD[_N]", help="with --export-day: a closed day, as "
+                   "its archive name says it")
     o.add_argument("--json", action="store_true", help="machine-readable output (status, list, "
                    "history)")
     o.add_argument("--force-reseed", action="store_true", help="with --reset-day: seed the new "
@@ -189,10 +196,32 @@ def validate_options(args, actions: list[str]) -> None:
     if args.accounts is not None and any(not a.strip() for a in args.accounts.split(",")):
         raise UsageError("--accounts needs account names, like --accounts a,b,c (no empty "
                          "name)")
+    if args.day is not None and "export_day" not in actions:
+        raise UsageError("--day goes with --export-day")
+    if args.day is not None and not args.day.strip():
+        raise UsageError("--day needs a day, like --day 20261201 (or 20261201_1 after a second "
+                         "reset that date)")
+    if args.store is not None:
+        _check_store(args.store)
     run_only = ("workers", "phones", "max_passes", "retry_delay", "backend")
     for name in run_only:
         if getattr(args, name) is not None and "run" not in actions:
             raise UsageError(f"--{name.replace('_', '-')} goes with --run")
+
+
+def _check_store(url: str) -> None:
+    """--store is a PostgreSQL URL without a password: a command line shows in `ps` and in the
+    shell's history, so a secret never comes from it."""
+    from engine.pg_store import check_url, has_password
+    from engine.problems import InputError
+    try:
+        check_url(url, "--store")
+    except InputError as exc:
+        raise UsageError(exc.message) from None
+    if has_password(url):
+        raise UsageError("--store must not carry a password (a command line shows in ps and in "
+                         "the shell's history): put it in PGPASSWORD or ~/.pgpass (mode 0600), "
+                         "or give the whole URL in POSTDECK_STORE")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"postdeck: usage error: {exc}", file=sys.stderr)
         return 2
+    if args.store is not None:
+        # In the environment, so every process of the run (spawned workers, a detached
+        # supervisor) and the console use the same store.
+        from engine.context import STORE_ENV
+        os.environ[STORE_ENV] = args.store
     if not args.no_ui:
         from .launch import open_console
         return open_console(args)

@@ -66,6 +66,12 @@ def run_actions(args, actions: list[str]) -> int:
             return _status(ctx, args.json)
         if "history" in actions:
             return _history(ctx, args.json)
+        if "export_day" in actions:
+            day = args.day.strip() if args.day else None
+            n = operations.export_day(ctx, args.export_day, day)
+            print(f"{ctx.describe()}: wrote {'day ' + day if day else 'today'} ({n} job(s)) to "
+                  f"{args.export_day}")
+            return 0
         if {"pause", "resume"} & set(actions):
             from engine import pause
             said = pause.pause(ctx) if "pause" in actions else pause.resume(ctx)
@@ -224,6 +230,13 @@ def _status(ctx: PostingContext, as_json: bool) -> int:
         print(f"  worker {w['worker_id']} pid {w['pid']} phone {w['phone'] or '-'} "
               f"port {w['appium_port']} {w['state']} {w['job_id'] or ''} "
               f"heartbeat {w['heartbeat_age_s']}s ago")
+    if status["store"] != "csv":
+        print(f"  store {status['store']} (this host: {status['host']})")
+    for lease in status["leases"]:
+        left = lease["expires_in"]
+        print(f"  host {lease['host']} worker {lease['worker_id']} pid {lease['pid']} "
+              f"{lease['state'] or '-'} {lease['job_id'] or ''} "
+              + (f"lease {left:.0f}s left" if left > 0 else f"lease expired {-left:.0f}s ago"))
     for a in status["accounts"]:
         extra = f" until {a['cooldown_until']}" if a["cooldown_until"] else ""
         if a["gap_until"]:

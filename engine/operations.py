@@ -100,6 +100,20 @@ def reset_day(ctx: PostingContext) -> Path | None:
         return store.reset_day(ctx.today())
 
 
+def export_day(ctx: PostingContext, path: Path, day: str | None = None) -> int:
+    """Write a day's jobs (today's, or the closed day `day`) as a progress CSV to `path`, a new
+    file: an operator's file is never replaced. The number of jobs written."""
+    from .progress_csv import parse_progress
+    data = open_store(ctx).export_day(day)
+    try:
+        with open(path, "xb") as fh:
+            fh.write(data)
+    except FileExistsError:
+        raise InputError(path, None, "exists already; postdeck never replaces a file: name a "
+                                     "new one") from None
+    return len(parse_progress(path, data).rows)
+
+
 def require_folders(ctx: PostingContext) -> None:
     """Before a command writes anything: the campaign's and the host's state folders must be
     folders (or not exist yet)."""

@@ -48,6 +48,11 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
         "campaign": ctx.name,
         "legacy": ctx.legacy,
         "progress_file": str(ctx.progress_file),
+        "store": store_description(ctx),
+        "host": ctx.host,
+        # every host's workers on a shared store (their leases); [] for the CSV file
+        "leases": [{**lease, "expires_in": round(float(lease["expires_in"]), 1)}
+                   for lease in store.leases()],
         "running": supervisor is not None,
         "supervisor_pid": supervisor_pid(supervisor),
         "run_id": supervisor.run_id if supervisor else None,
@@ -73,6 +78,14 @@ def campaign_status(ctx: PostingContext, now: float | None = None) -> dict:
         "warnings": warnings,
         "captions_without_video": without_video,
     }
+
+
+def store_description(ctx: PostingContext) -> str:
+    """Which store a status reads: the database (without its password) or the CSV file."""
+    if ctx.store_url:
+        from .pg_store import describe_url
+        return describe_url(ctx.store_url)
+    return "csv"
 
 
 def _paused(ctx: PostingContext) -> dict | None:

@@ -42,7 +42,7 @@ from .runstate import (HEARTBEAT_EVERY_S, HEARTBEAT_LEASE_S, WORKER_MARKER_ENV, 
                        write_heartbeat)
 from .lifecycle import Job, RetryPolicy
 from .rules import now_iso
-from .store import open_store
+from .store import Lease, LocalLease, open_store
 from .tracker import ClaimLost
 from . import wake
 
@@ -72,6 +72,7 @@ class WorkerSpec:
     parent_pid: int
     daily_limit: int | None = None
     accounts: frozenset[str] | None = None   # --accounts: only these accounts' jobs
+    lease_s: float = HEARTBEAT_LEASE_S
 
     @property
     def worker_id(self) -> str:
@@ -114,16 +115,48 @@ class Worker:
         self.job: Job | None = None
         self._beat_stop = threading.Event()
         self._create_time = create_time_of(os.getpid())
+        self.lease: Lease = LocalLease()
 
-    # heartbeats run in a thread so a long post never looks like a dead worker
+    # Heartbeats run in a thread so a long post never looks like a dead worker. The same thread
+    # renews the store's lease and waits for the store's changes (LISTEN/NOTIFY on a shared
+    # store: a job freed on another host wakes this worker as a local one would).
     def _heartbeat_loop(self) -> None:
-        while not self._beat_stop.wait(HEARTBEAT_EVERY_S):
+        due = time.monotonic() + HEARTBEAT_EVERY_S
+        while not self._beat_stop.is_set():
+            try:
+                changed = self.lease.wait_changes(due - time.monotonic())
+            except Exception as exc:   # the store is away: the lease decides at the next write
+                self.log.warning("could not wait for the store's changes: %s", exc)
+                changed = False
+                self._beat_stop.wait(max(0.0, due - time.monotonic()))
+            if changed:
+                wake.send(str(self.ctx.root), [self.spec.worker_id])
+            if time.monotonic() < due or self._beat_stop.is_set():
+                continue
+            due = time.monotonic() + HEARTBEAT_EVERY_S
             if os.getppid() != self.spec.parent_pid:
                 if not self.stopping:
                     self.log.warning("supervisor is gone; finishing the current job and leaving")
                 self.stopping = True
                 wake.send(str(self.ctx.root), [self.spec.worker_id], wake.STOP)
             self.beat()
+            self._renew()
+
+    def _renew(self) -> None:
+        job = self.job
+        try:
+            alive = self.lease.renew(str(self.state), job.job_id if job else "",
+                                     job.phone_id if job else (self.spec.phone or ""))
+        except Exception as exc:
+            self.log.warning("could not renew the lease: %s", exc)
+            return
+        if not alive and not self.stopping:
+            # Another host may have recovered this worker's claim already: every later write
+            # of it is rejected, and the worker leaves instead of claiming under a dead lease.
+            self.log.error("this worker's lease expired (it was stopped or cut off for longer "
+                           "than %.0fs); leaving", self.spec.lease_s)
+            self.stopping = True
+            wake.send(str(self.ctx.root), [self.spec.worker_id], wake.STOP)
 
     def beat(self) -> None:
         job = self.job
@@ -150,6 +183,8 @@ class Worker:
         if self.spec.phone and not self.locks.try_hold(self.spec.phone):
             self.log.error("phone %s is held by another worker; leaving", self.spec.phone)
             return EXIT_PHONE_HELD
+        self.lease = self.store.lease(self.spec.worker_id, os.getpid(), self.spec.lease_s,
+                                      self.spec.run_id)
         self.beat()
         beat = threading.Thread(target=self._heartbeat_loop, daemon=True)
         beat.start()
@@ -183,6 +218,12 @@ class Worker:
         finally:
             self.state = WorkerState.STOPPED
             self._beat_stop.set()
+            self.lease.interrupt()
+            beat.join(timeout=HEARTBEAT_EVERY_S + 5)
+            try:
+                self.lease.close()
+            except Exception as exc:   # it runs out by itself
+                self.log.warning("could not give the lease up: %s", exc)
             try:
                 if self.kept is not None:
                     self._put_away(self.kept)
@@ -443,7 +484,7 @@ class RunOptions:
     max_passes: int = 3
     retry_delay: float = 60.0
     backend: str | None = None
-    lease_s: float = HEARTBEAT_LEASE_S
+    lease_s: float | None = None          # default: the campaign's lease_seconds
     accounts: list[str] | None = None     # only these accounts of the campaign
 
 
@@ -463,6 +504,7 @@ class Supervisor:
     def __init__(self, ctx: PostingContext, options: RunOptions, log=None, on_tick=None):
         self.ctx = ctx
         self.options = options
+        self.lease_s = options.lease_s or ctx.settings.lease_seconds
         self.backend_name = options.backend or ctx.settings.backend
         self.run_id = uuid.uuid4().hex[:12]
         self.log = log or file_logger("postdeck.supervisor", ctx.logs_dir / "supervisor.log")
@@ -478,6 +520,9 @@ class Supervisor:
         self.watched: dict[str, str] = {}     # job_id -> claim_id of tasks watched here
         self._watched_at = 0.0
         self.blocked = ""                     # why the run stopped claiming (run_blocked)
+        # The supervisor's own lease: the claims it watches (WATCHER) are held under it.
+        self.lease: Lease = LocalLease()
+        self._renewed_at = 0.0
 
     def wait_for_orphans(self, timeout: float = 60.0) -> None:
         """Workers of a supervisor that died finish their job and leave; wait for them rather
@@ -508,6 +553,7 @@ class Supervisor:
         if pruned:
             self.log.info("pruned %d evidence folder(s) older than %d days", pruned,
                           self.ctx.settings.evidence_days)
+        self.lease = self.store.lease(WATCHER, os.getpid(), self.lease_s, self.run_id)
         self._resolve_tasks(set())
         recovered = self.store.recover_stale(live_workers=self._live_ids(), run_id=self.run_id)
         for job in recovered:
@@ -526,7 +572,8 @@ class Supervisor:
                               backend=self.backend_name, parent_pid=os.getpid(),
                               daily_limit=self.ctx.daily_limit,
                               accounts=(frozenset(self.options.accounts)
-                                        if self.options.accounts else None))
+                                        if self.options.accounts else None),
+                              lease_s=self.lease_s)
             self.slots.append(Slot(spec, start_at=time.time() + i * self.ctx.settings.stagger_seconds))
         self._spawn_due()
         self.log.info("run %s started: %d worker(s), backend %s", self.run_id,
@@ -652,6 +699,7 @@ class Supervisor:
                 self._poll_watched()
                 if self.watched:
                     alive += 1           # a watched task keeps the run going until it ends
+            self._renew_and_recover()
             self._deliver()
             if self.on_tick:
                 self.on_tick()
@@ -660,6 +708,32 @@ class Supervisor:
             timeout = poll_s if pending is None else min(poll_s, max(0.0, pending - time.time()))
             mp.connection.wait([s.process.sentinel for s in self.slots
                                 if s.process is not None and not s.done], timeout=timeout)
+
+    def _renew_and_recover(self) -> None:
+        """Every few seconds: renew the supervisor's lease, and on a store shared by several
+        hosts recover the claims whose lease expired (another host's workers that died with
+        their host), settling their remote tasks first."""
+        if time.time() - self._renewed_at < HEARTBEAT_EVERY_S:
+            return
+        self._renewed_at = time.time()
+        try:
+            self.lease.renew("supervising")
+            if not self.store.shared:
+                return
+            live = self._live_ids()
+            if not self.store.stale_claims(live, self.run_id):
+                return
+            self._resolve_tasks(live)
+            recovered = self.store.recover_stale(self._live_ids(), run_id=self.run_id)
+        except Exception as exc:   # the store is away for now: the next tick asks again
+            self.log.warning("could not check for expired leases: %s", exc)
+            return
+        for job in recovered:
+            self.log.warning("recovered %s -> %s %s (%s)", job["job_id"], job["status"],
+                             job["error_type"], job["error"])
+        self._alert_recovered(recovered)
+        if recovered:
+            wake.send(str(self.ctx.root), [s.spec.worker_id for s in self.slots])
 
     def _live_ids(self) -> set[str]:
         live = {s.spec.worker_id for s in self.slots
@@ -674,16 +748,13 @@ class Supervisor:
         findable task is left to recovery, which makes it an unknown outcome. `cancel`
         (stop-all): a task that has not started is cancelled and its job retried later."""
         try:
-            rows = self.store.jobs()
+            rows = self.store.stale_claims(live, self.run_id)
         except Exception as exc:   # recovery goes on without; the claims stay as they are
             self.log.error("could not read the jobs to settle their tasks: %s", exc)
             return
         for row in rows:
-            if row["status"] != "claimed" or row["phase"] != "publishing":
-                continue
-            if row["worker_id"] in live and row["run_id"] == self.run_id:
-                continue
-            self._settle(row, cancel)
+            if row["phase"] == "publishing":
+                self._settle(row, cancel)
 
     def _settle(self, row: dict, cancel: bool = False) -> None:
         job_id, claim_id, task_id = row["job_id"], row["claim_id"], row["task_id"]
@@ -697,6 +768,10 @@ class Supervisor:
             self.watched.pop(job_id, None)
             return
         try:
+            if self.store.shared and job_id not in self.watched:
+                # Take the claim over first: its holder's lease may have expired (another host),
+                # and only the lease's holder may finish a claim.
+                self.store.watch(job_id, claim_id, WATCHER)
             if outcome.state == TaskState.RUNNING and cancel and outcome.task_id \
                     and backend.cancel_task(outcome.task_id):
                 outcome = TaskOutcome(TaskState.FAILED, outcome.task_id,
@@ -714,7 +789,7 @@ class Supervisor:
                 self.log.warning("task %s of %s ended without posting: %s", outcome.task_id,
                                  job_id, outcome.error)
             else:
-                if job_id not in self.watched:
+                if job_id not in self.watched and not self.store.shared:
                     self.store.watch(job_id, claim_id, WATCHER)
                     self.log.info("watching task %s of %s (its worker is gone)",
                                   outcome.task_id or "(by name)", job_id)
@@ -793,7 +868,7 @@ class Supervisor:
             return
         if beat.get("pid") != slot.process.pid:
             return
-        if time.time() - float(beat.get("at", 0)) > self.options.lease_s:
+        if time.time() - float(beat.get("at", 0)) > self.lease_s:
             self.log.error("worker %s heartbeat is %.0fs old; killing it", slot.spec.worker_id,
                            time.time() - float(beat.get("at", 0)))
             slot.process.kill()
@@ -841,6 +916,10 @@ class Supervisor:
         except Exception as exc:   # the run's end must still be recorded and alerted
             self.log.error("could not check for phones left on: %s", exc)
         counts = self.store.stats()
+        try:
+            self.lease.close()
+        except Exception as exc:   # it runs out by itself
+            self.log.warning("could not give the supervisor's lease up: %s", exc)
         self.log.info("run %s ended: %s", self.run_id, counts)
         self._alert(ev.RUN_ENDED, run_id=self.run_id, counts=counts,
                     stopped=self.stop_mode, failure=self.all_workers_failed() or None)
