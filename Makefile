@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install npm clean-venv
+.PHONY: demo test bench install npm clean-venv pg
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,8 +24,29 @@ install: $(STAMP) $(NODE_STAMP)
 demo: $(STAMP)
 	$(BIN)/postdeck --campaign demo
 
-test: $(STAMP) $(NODE_STAMP)
+test: pg $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
+
+# The tests start their own PostgreSQL server (tests/pg_server.py) from Debian's postgresql
+# package. Installed here when missing (as root, or with sudo); when that is impossible, a loud
+# warning, and the database tests skip loudly. The package's postinst may create and start a
+# system cluster on port 5432: harmless, the tests use their own cluster on a free port.
+pg:
+	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	else sudo=none; fi; \
+	if [ "$$sudo" != none ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo 'Installing PostgreSQL (Debian package postgresql) for the tests...'; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends postgresql || true; \
+	fi; \
+	if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then exit 0; fi; \
+	echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!' >&2; \
+	echo 'WARNING: could not install PostgreSQL (needs root or sudo, and apt-get):' >&2; \
+	echo '         the database tests will be SKIPPED. Run: apt-get install postgresql' >&2; \
+	echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!' >&2
 
 bench: $(STAMP)
 	$(BIN)/python bench/report.py

@@ -157,3 +157,72 @@ def campaigns_dir(tmp_path: Path, request) -> Path:
     yield d
     if not request.node.get_closest_marker("unsafe_on_purpose"):
         check_account_safety(d)
+
+
+# ---- A real PostgreSQL server (tests/pg_server.py) ------------------------------------------
+
+PG_MISSING = "PostgreSQL server binaries not found (install Debian's postgresql package)"
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """One real PostgreSQL server for the whole session (starting one takes about a second;
+    each test gets its own database instead). Skips, loudly, where the binaries are missing."""
+    from pg_server import PgServer, find_bindir
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip(PG_MISSING)
+    server = PgServer(bindir, tmp_path_factory.mktemp("pg"))
+    server.start()
+    yield server
+    server.stop()
+
+
+_pg_db_counter = iter(range(1, 1 << 30))
+
+
+@pytest.fixture
+def pg_url(pg_server, request) -> str:
+    """A fresh, empty database for this test (t_<n>) on the session's server, as a URL; dropped
+    afterwards, with whatever connections the test left open, so the disk does not fill up.
+    Before the drop, the account-safety invariants are checked on what the test left in it
+    (the daily limit: the highest of the test's campaigns, when it has a campaigns folder)."""
+    if not pg_server.running:          # an earlier test stopped it
+        pg_server.start()
+    name = f"t_{next(_pg_db_counter)}"
+    url = pg_server.create_database(name)
+    yield url
+    if not pg_server.running:
+        pg_server.start()
+    try:
+        if not request.node.get_closest_marker("unsafe_on_purpose"):
+            from pg_helpers import assert_db_safe
+            assert_db_safe(url, _limit_of(request))
+    finally:
+        pg_server.drop_database(name)
+
+
+def _limit_of(request) -> int | None:
+    if "campaigns_dir" not in request.fixturenames:
+        return None
+    from engine.settings import load_settings
+    limits = []
+    for root in campaign_roots(request.getfixturevalue("campaigns_dir")):
+        try:
+            limits.append(load_settings(root / "campaign.json").daily_limit)
+        except Exception:
+            continue
+    return max(limits) if limits else None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say it loudly when PostgreSQL tests did not run: a skip line among many is easy to miss,
+    and a green `make test` that never touched the database would be a lie."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if any(PG_MISSING in str(getattr(rep, "longrepr", "")) for rep in skipped):
+        bar = "!" * 79
+        terminalreporter.write_line(bar, red=True, bold=True)
+        terminalreporter.write_line(
+            "PostgreSQL tests were SKIPPED: no server binaries (apt-get install postgresql)",
+            red=True, bold=True)
+        terminalreporter.write_line(bar, red=True, bold=True)
