@@ -71,6 +71,7 @@ MIGRATION_LOCK = 0x706F_7374_6465_636B   # "postdeck"
 RECONNECT_S = 60.0
 CONNECT_TIMEOUT_S = 5
 CANDIDATES = 32      # rows looked at per query while claiming
+CONTENDED_TRIES = 20  # claims passed by rows other claimers held look again this often
 COLS = C.COLUMNS
 SELECT_COLS = ", ".join(f'j."{c}"' for c in COLS)
 SET_COLS = ", ".join(f'"{c}" = %s' for c in COLS)
@@ -537,6 +538,7 @@ class PgStore:
         next."""
         claim_id = uuid.uuid4().hex
         off, off_phones = self._off()
+        contended = [False]
 
         def work(cur):
             day_no = self._day(cur)
@@ -556,8 +558,9 @@ class PgStore:
             day = Day.of(now, self.settings.tz)
             limit = self.settings.daily_limit
             gaps: dict[str, float | None] = {}
+            contended[0] = False
             for row, posted in self._candidates(cur, day_no, now, worker_id, phone, accounts,
-                                                prefer_phone, off, off_phones):
+                                                prefer_phone, off, off_phones, contended):
                 account = row[C.ACCOUNT]
                 if posted:
                     lifecycle.skip(row, now, "its video is in the ledger: already posted")
@@ -566,7 +569,8 @@ class PgStore:
                 cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 2))",
                             (f"account {account}",))
                 if not cur.fetchone()[0]:
-                    continue               # another claimer is deciding this account now
+                    contended[0] = True    # another claimer is deciding this account now
+                    continue
                 own = self._rows(cur, day_no, "AND j.account = %s", [account])
                 elsewhere = self._usage(cur, day, day_no, [account])
                 t = tally(own, self.settings, day, elsewhere).get(account)
@@ -589,14 +593,23 @@ class PgStore:
                 return job
             return None
 
-        return self._tx(work)  # type: ignore[return-value]
+        for _ in range(CONTENDED_TRIES):
+            job = self._tx(work)
+            if job is not None or not contended[0]:
+                return job  # type: ignore[return-value]
+            # Another claimer held a row or an account we passed by: what it decides may leave
+            # one for us, so look again now rather than at the next wake-up.
+            time.sleep(0.005)
+        return None
 
     def _candidates(self, cur, day_no: int, now: float, worker_id: str, phone: str | None,
                     accounts: frozenset[str] | None, prefer_phone: str | None,
-                    off: list[str], off_phones: list[str]) -> Iterator[tuple[list[str], bool]]:
-        """Due rows in claim order, locked (SKIP LOCKED: rows another claimer is looking at are
-        passed by), without accounts or phones that hold a claim, with whether the ledger
-        holds their video."""
+                    off: list[str], off_phones: list[str],
+                    contended: list[bool]) -> Iterator[tuple[list[str], bool]]:
+        """Due rows in claim order, without accounts or phones that hold a claim, with whether
+        the ledger holds their video. They are read in batches without a lock, then locked one
+        at a time as they come up (SKIP LOCKED: a row another claimer is deciding on is passed
+        by, and `contended` says so), so a claimer holds only the row it is looking at."""
         bound = phone if phone is not None else prefer_phone
         orders = []
         if phone is not None or prefer_phone is not None:
@@ -626,15 +639,24 @@ class PgStore:
                     where.append("j.account = ANY(%s)")
                     params.append(sorted(accounts))
                 cur.execute(
-                    f"SELECT {SELECT_COLS}, j.pos, EXISTS (SELECT 1 FROM postdeck.ledger l WHERE "
-                    "l.campaign = j.campaign AND l.video_name = j.video_name) FROM "
-                    f"postdeck.jobs j WHERE j.campaign = %s AND j.day_no = %s AND "
-                    + " AND ".join(where) + f" ORDER BY j.pos LIMIT {CANDIDATES} "
-                    "FOR UPDATE OF j SKIP LOCKED", [self.campaign_id, day_no, *params])
+                    "SELECT j.job_id, j.pos FROM postdeck.jobs j WHERE j.campaign = %s AND "
+                    "j.day_no = %s AND " + " AND ".join(where)
+                    + f" ORDER BY j.pos LIMIT {CANDIDATES}", [self.campaign_id, day_no, *params])
                 batch = cur.fetchall()
-                for *row, pos, posted in batch:
+                for job_id, pos in batch:
                     after = pos
-                    yield list(row), posted
+                    cur.execute(
+                        f"SELECT {SELECT_COLS}, EXISTS (SELECT 1 FROM postdeck.ledger l WHERE "
+                        "l.campaign = j.campaign AND l.video_name = j.video_name) FROM "
+                        "postdeck.jobs j WHERE j.campaign = %s AND j.day_no = %s AND "
+                        f"j.job_id = %s AND j.status = '{status}' FOR UPDATE OF j SKIP LOCKED",
+                        (self.campaign_id, day_no, job_id))
+                    got = cur.fetchone()
+                    if got is None:
+                        contended[0] = True
+                        continue
+                    *row, posted = got
+                    yield row, posted
                 if len(batch) < CANDIDATES:
                     break
 
