@@ -233,6 +233,8 @@ class HistoryReader:
     def files(self, ctx: PostingContext) -> list[tuple[Path, bool]]:
         """(path, is the current file) of every progress file of the campaign folder: the
         archives as the store lists them (engine/tracker.py), then today's file."""
+        if ctx.store_url:
+            return store_day_files(ctx)
         store = ProgressStore(ctx.progress_file, ctx.ledger_file, ctx.settings)
         try:
             archives = store.archives()
@@ -296,6 +298,35 @@ class HistoryReader:
                     _merge(totals[own], tallies.undated)
             self._cache[campaign] = kept    # files that went away are forgotten
         return _summary(window, totals, warnings)
+
+
+STORE_DAYS_DIRNAME = "store-days"
+
+
+def store_day_files(ctx: PostingContext) -> list[tuple[Path, bool]]:
+    """A shared store's days (every host's) as progress files in the campaign's state folder,
+    so they are counted like the CSV store's files: a closed day is written once (it does not
+    change any more), today's whenever it changed."""
+    from .durable import write_atomic
+    from .store import open_store
+    store = open_store(ctx)
+    folder = ctx.state_dir / STORE_DAYS_DIRNAME
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for label in store.days():
+        path = folder / f"{ctx.progress_file.stem}_{label}.csv"
+        if not path.exists():
+            write_atomic(path, store.export_day(label))
+        out.append((path, False))
+    today = folder / ctx.progress_file.name
+    data = store.export_day()
+    try:
+        same = today.read_bytes() == data
+    except OSError:
+        same = False
+    if not same:
+        write_atomic(today, data)
+    return [*out, (today, True)]
 
 
 def _unreadable(path: Path, exc: OSError) -> str:

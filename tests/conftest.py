@@ -172,10 +172,16 @@ def pg_server(tmp_path_factory):
     bindir = find_bindir()
     if bindir is None:
         pytest.skip(PG_MISSING)
-    server = PgServer(bindir, tmp_path_factory.mktemp("pg"))
+    # Not under pytest's temp folder: another pytest session starting makes that 0700 again,
+    # and the server (another user, as root) would lose its way into its own data folder.
+    import shutil
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="postdeck-pg-"))
+    server = PgServer(bindir, base)
     server.start()
     yield server
     server.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 _pg_db_counter = iter(range(1, 1 << 30))

@@ -22,7 +22,7 @@ from textual.widgets import Static
 from engine.context import PostingContext
 from engine.evidence import Attempt, read_evidence
 from engine.problems import InputError
-from engine.tracker import ProgressStore
+from engine.store import open_store
 
 MAX_LOG_LINES = 200
 MAX_LOG_BYTES = 8 * 1024 * 1024      # per file: the rotated logs are 5 MB each
@@ -70,7 +70,7 @@ def job_log_lines(logs_dir: Path, job_id: str) -> list[tuple[str, str]]:
 def load_job(ctx: PostingContext, job_id: str) -> JobDetail:
     detail = JobDetail(job_id)
     try:
-        detail.job = ProgressStore.for_context(ctx).job(job_id)
+        detail.job = open_store(ctx).job(job_id)
     except InputError as exc:
         detail.error = str(exc)
     detail.log_lines = job_log_lines(ctx.logs_dir, job_id)

@@ -38,7 +38,7 @@ from .campaigns import CampaignInfo, campaign_row
 from .fmt import log_line_in_zone, opens_text, zone_name
 from .jobs import JobRows
 from .live_table import Row
-from .workers import phones_panel_rows
+from .workers import lease_rows, phones_panel_rows
 
 SPARK_HOURS = 12
 LOG_KEEP = 300
@@ -371,6 +371,8 @@ class Feed:
             off = {}
         states = self._states.compute(rows, ctx.settings, now, accounts, busy, elsewhere, off)
         records = self._phones(ctx, now, frame, shown, alive, self._campaign_phones(states, rows))
+        if store.shared:
+            frame.workers = lease_rows(store.leases(), ctx.host, frame.workers)
         frame.accounts = self._accounts.build(states, now,
                                               gaps_of(states, records, ctx.settings, now))
 

@@ -110,6 +110,34 @@ def phones_panel_rows(shown: list[Heartbeat], alive: set[str], records: dict[str
     return out
 
 
+# A shared store's workers on other hosts are listed while their lease runs, and this long after
+# it expired (a host that died: its claims wait for recovery meanwhile).
+EXPIRED_SHOWN_S = 120.0
+WATCHER_ID = "watch"     # engine/workers.py: the supervisor's own lease
+
+
+def lease_rows(leases: list[dict], here: str, rows: dict[str, Row]) -> dict[str, Row]:
+    """On a store shared by several hosts, every row names its host (`a/0`): this host's workers
+    keep their keys, and the other hosts' come from their leases in the database, with the
+    job they hold and how long their lease has left (`exp` in the bad tone once it ran out)."""
+    out: dict[str, Row] = {}
+    for key, cells in rows.items():
+        out[key] = cells if phone_of_key(key) is not None else (f"{here}/{cells[0]}", *cells[1:])
+    for lease in leases:
+        host, worker = str(lease["host"]), str(lease["worker_id"])
+        left = float(lease["expires_in"])
+        if host == here or left < -EXPIRED_SHOWN_S:
+            continue
+        name = "sup" if worker == WATCHER_ID else worker
+        state = str(lease["state"] or "-")
+        out[f"{host}/{worker}"] = (
+            f"{host}/{name}", str(lease["pid"]), str(lease["phone"] or "-"), "", "", "", "",
+            _state_cell(state) if left >= 0 else (WORKER_DEAD, "bad"),
+            str(lease["job_id"] or ""), "", (f"{left:.0f}s", "dim") if left >= 0 else
+            ("exp", "bad"))
+    return out
+
+
 class WorkersPanel(LiveTable):
     title = "Phones · workers"
     empty_text = "no workers and no phones: press s to start a run"

@@ -184,3 +184,33 @@ def test_the_later_of_cooldown_and_gap_is_shown():
     assert rows.build([cooling], T0, {"ana.posts": T0 + 600})["ana.posts"][5] == (
         "gap 10m00s", "info")
 
+
+
+@async_test
+async def test_on_a_shared_store_every_worker_row_names_its_host(tmp_path, pg_url, monkeypatch):
+    """PostgreSQL with two hosts: this host's worker shows as `a/0`, host b's worker (a lease
+    in the database, holding a job) as `b/3` with its job; enter on it opens the job."""
+    monkeypatch.setenv("POSTDECK_STORE", pg_url)
+    monkeypatch.setenv("POSTDECK_HOST", "a")
+    d, ctx = campaign(tmp_path)
+    heartbeat(ctx, 0, 5100, "phone-a", "posting", "clip_000.mp4_farm", "ana.posts", 1.0)
+    from engine.store import open_store
+    b = open_store(ctx, clock=frozen_clock)
+    b.host_name = "b"
+    lease = b.lease("3", 7777, 600.0)
+    claimed = b.claim("3")
+    lease.renew("posting", claimed.job_id, claimed.phone_id)
+    app = app_on(d)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await next_frame(pilot)
+        phones = app.dashboard.query_one("#workers", LiveTable)
+        assert cells(phones, "0", "worker", "phone", "state") == ("a/0", "phone-a", "posting")
+        assert cells(phones, "b/3", "worker", "pid", "phone", "state", "job") == (
+            "b/3", "7777", claimed.phone_id, "posting", claimed.job_id)
+        app.dashboard.activate(1)
+        phones.move_to_key("b/3")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert claimed.job_id in screen_text(app)
+    b.complete(claimed.job_id, claimed.claim_id)
+    lease.close()
