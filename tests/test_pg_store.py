@@ -279,6 +279,11 @@ def test_a_day_runs_then_exports_through_the_cli(campaign, pg_url, tmp_path):
     assert not (tmp_path / "x.csv").exists()
     status = run(campaign, "--status", url=pg_url)
     assert "store postgresql://postdeck@127.0.0.1" in status.stdout
+    # the history counts the day from the database, not the folder's stale progress.csv
+    import json
+    history = run(campaign, "--history", "--json", url=pg_url)
+    assert history.returncode == 0, history.stderr
+    assert json.loads(history.stdout)["days"][-1]["success"] == len(rows) - 1
 
 
 @pytest.fixture
