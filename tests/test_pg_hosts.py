@@ -32,20 +32,21 @@ def host_folder(top: Path, host: str, videos: int = 8, sim: dict | None = None,
     return root.parent
 
 
-def host_env(url: str, host: str) -> dict:
+def host_env(url: str, host: str, extra: dict | None = None) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "POSTDECK_STORE": url,
-           "POSTDECK_HOST": host}
+           "POSTDECK_HOST": host, **(extra or {})}
     env.pop("POSTDECK_CAMPAIGNS_DIR", None)
     env.pop("POSTDECK_STATE_DIR", None)
     return env
 
 
-def start_run(url: str, host: str, campaigns: Path, workers: int = 2) -> subprocess.Popen:
+def start_run(url: str, host: str, campaigns: Path, workers: int = 2,
+              env: dict | None = None) -> subprocess.Popen:
     """`postdeck --no-ui --run` for host `host`, in a session of its own (so a test can kill
     every process of the host at once)."""
     return subprocess.Popen([sys.executable, "-m", "console", "--no-ui", "--campaign", "farm",
                              "--campaigns-dir", str(campaigns), "--run", "--workers",
-                             str(workers)], env=host_env(url, host), cwd=campaigns,
+                             str(workers)], env=host_env(url, host, env), cwd=campaigns,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
@@ -203,3 +204,38 @@ def test_idle_workers_wake_on_another_hosts_change(pg_url, tmp_path):
         ended = time.time()
         assert finish(host_b)[0] == 0
         assert time.time() - ended < 4, "host b waited for its recheck, not the NOTIFY"
+
+
+def test_a_dead_hosts_geelark_task_is_settled_by_another_host_asking_geelark(pg_url, tmp_path):
+    """geelark-task: host a's worker created a task that is still running when every process of
+    host a is killed; the task then completes. Host b, once a's lease expired, takes the claim
+    over and asks Geelark: a success with its link, no second task, no unknown outcome."""
+    from geelark_fake_server import FakeGeelark
+    from test_geelark_task_cli import env_for
+    with FakeGeelark() as geelark:
+        geelark.add_phone("g-1", "farm-01")
+        geelark.script_task(["waiting", "in_progress"])          # the last status sticks
+        extra = env_for(geelark)
+        settings = {"backend": "geelark-task", "task_poll_seconds": 0.1}
+        folders = {}
+        for host in "ab":
+            folders[host] = write_campaign(
+                tmp_path / host / "campaigns" / "farm", [("ann", "farm-01")], 1, settings={
+                    "max_posts_per_account_per_day": LIMIT, "lease_seconds": 6,
+                    **settings}).parent
+        host_a = start_run(pg_url, "a", folders["a"], workers=1, env=extra)
+        task = wait_for(lambda: next((r for r in db_rows(pg_url) if r["status"] == "claimed"
+                                      and r["task_id"]), None), 60, "a task id in the database")
+        os.killpg(host_a.pid, signal.SIGKILL)
+        host_a.wait(10)
+        geelark.release_task(task["task_id"], ["completed"])
+        host_b = start_run(pg_url, "b", folders["b"], workers=1, env=extra)
+        code, out, err = finish(host_b, timeout=120)
+        assert code == 0, (out, err)
+        done, = db_rows(pg_url)
+        assert done["status"] == "success", done
+        assert done["task_id"] == task["task_id"] and done["video_id"].startswith("https://")
+        assert done["host"] == "b"
+        assert len(geelark.created_tasks) == 1, "posted again"
+        log = (folders["b"] / "farm" / ".postdeck" / "logs" / "supervisor.log").read_text()
+        assert f"task {task['task_id']} of {task['job_id']} posted: success" in log
