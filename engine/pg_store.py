@@ -759,6 +759,16 @@ class PgStore:
     def lease(self, worker_id: str, pid: int, ttl_s: float, run_id: str = "") -> "PgLease":
         return PgLease(self, worker_id, pid, ttl_s, run_id)
 
+    def hold_run(self, pid: int, ttl_s: float, run_id: str) -> "PgLease":
+        """The supervisor's lease (its watched claims are held under it), which is also the
+        run lock of this campaign on this host in the database: a session advisory lock on the
+        lease's connection, freed by the server when the supervisor's process or connection
+        dies. A second supervisor with the same host name (two hosts sharing a POSTDECK_HOST,
+        one folder mounted on two hosts) is refused before it recovers anything."""
+        from .workers import WATCHER
+        lease = PgLease(self, WATCHER, pid, ttl_s, run_id, run_lock=True)
+        return lease
+
     def leases(self) -> list[dict[str, object]]:
         def work(cur):
             cur.execute("SELECT host, worker_id, pid, state, job_id, phone, run_id, "
@@ -1100,18 +1110,26 @@ class PgLease:
     campaign's channel: the thread that renews the lease is the one that waits for changes, so
     the two never share a connection with the store's transactions."""
 
-    def __init__(self, store: PgStore, worker_id: str, pid: int, ttl_s: float, run_id: str):
+    def __init__(self, store: PgStore, worker_id: str, pid: int, ttl_s: float, run_id: str,
+                 run_lock: bool = False):
         self.store = store
         self.worker_id = worker_id
         self.pid = pid
         self.ttl_s = ttl_s
         self.run_id = run_id
+        self.run_lock = run_lock
         self.conn: psycopg.Connection | None = None
-        self._wake_r, self._wake_w = os.pipe()     # interrupt(): ends a wait from another thread
         cid = store.campaign_id
         self.cid = cid
         self._open()
         assert self.conn is not None
+        if run_lock and not self._lock_run():
+            self.conn.close()
+            raise Refused(f"starting a run refused: a run of campaign '{store.name}' on host "
+                          f"{store.host_name} holds its lock in {store.where} (another "
+                          "supervisor with this host name: give each host its own "
+                          "POSTDECK_HOST)", remedies=(Remedy.STATUS,))
+        self._wake_r, self._wake_w = os.pipe()     # interrupt(): ends a wait from another thread
         self.conn.execute(
             "INSERT INTO postdeck.leases (campaign, host, worker_id, pid, run_id, lease_until) "
             "VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s)) "
@@ -1123,6 +1141,14 @@ class PgLease:
     def _open(self) -> None:
         self.conn = self.store.connect("lease")
         self.conn.execute(f"LISTEN {self.store.channel}")
+        if self.run_lock and getattr(self, "_wake_r", None) is not None and not self._lock_run():
+            # reconnected after a lost connection and another supervisor took the lock meanwhile
+            raise psycopg.OperationalError("the run lock was taken by another supervisor")
+
+    def _lock_run(self) -> bool:
+        assert self.conn is not None
+        return self.conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 4))",
+                                 (f"run {self.cid} {self.store.host_name}",)).fetchone()[0]
 
     @contextmanager
     def _reconnecting(self) -> Iterator[None]:

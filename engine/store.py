@@ -192,6 +192,10 @@ class JobStore(Protocol):
     def lease(self, worker_id: str, pid: int, ttl_s: float, run_id: str = "") -> Lease:
         """Take the lease `worker_id` holds its claims under, for `ttl_s` seconds at a time."""
 
+    def hold_run(self, pid: int, ttl_s: float, run_id: str) -> Lease:
+        """The supervisor's lease, held for the whole run; on a shared store also the run's lock
+        for this campaign and host (Refused while another supervisor holds it)."""
+
     def leases(self) -> list[dict[str, object]]:
         """Every host's live and expired leases on this campaign (host, worker_id, pid, state,
         job_id, phone, expires_in); [] for a one-host store."""

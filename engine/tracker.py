@@ -456,6 +456,9 @@ class ProgressStore:
     def lease(self, worker_id: str, pid: int, ttl_s: float, run_id: str = "") -> LocalLease:
         return LocalLease()
 
+    def hold_run(self, pid: int, ttl_s: float, run_id: str) -> LocalLease:
+        return LocalLease()      # the run lock is the folder's (engine/runstate.py)
+
     def leases(self) -> list[dict[str, object]]:
         return []
 

@@ -553,7 +553,7 @@ class Supervisor:
         if pruned:
             self.log.info("pruned %d evidence folder(s) older than %d days", pruned,
                           self.ctx.settings.evidence_days)
-        self.lease = self.store.lease(WATCHER, os.getpid(), self.lease_s, self.run_id)
+        self.lease = self.store.hold_run(os.getpid(), self.lease_s, self.run_id)
         self._resolve_tasks(set())
         recovered = self.store.recover_stale(live_workers=self._live_ids(), run_id=self.run_id)
         for job in recovered:

@@ -239,3 +239,22 @@ def test_a_dead_hosts_geelark_task_is_settled_by_another_host_asking_geelark(pg_
         assert len(geelark.created_tasks) == 1, "posted again"
         log = (folders["b"] / "farm" / ".postdeck" / "logs" / "supervisor.log").read_text()
         assert f"task {task['task_id']} of {task['job_id']} posted: success" in log
+
+
+def test_two_supervisors_with_one_host_name_are_refused(pg_url, tmp_path):
+    """The run lock is per campaign and host in the database too: a second host that was given
+    the same POSTDECK_HOST (or one folder mounted on two hosts) does not start, so it cannot
+    recover the first one's live claims as its own."""
+    a = host_folder(tmp_path, "a", sim=fast_sim(post_seconds=2.0))
+    twin = host_folder(tmp_path, "twin")
+    run = start_run(pg_url, "a", a, workers=1)
+    try:
+        wait_for(lambda: statuses(pg_url).get("claimed"), 60, "a claim on host a")
+        res = cli(pg_url, "a", twin, "--run")
+        assert res.returncode == 1
+        assert "another supervisor with this host name" in res.stderr, res.stderr
+        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+        assert statuses(pg_url).get("claimed") == 1, "the twin touched a's claim"
+    finally:
+        os.killpg(run.pid, signal.SIGTERM)
+        run.wait(30)
