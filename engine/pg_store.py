@@ -374,8 +374,7 @@ class PgStore:
         """The campaign's first use on this database: its current CSV day and its ledger come
         in, once (the campaign row created here records it, in the same transaction). A file
         that does not parse is refused with its line, and nothing is created."""
-        from .runstate import running_supervisor
-        if running_supervisor_of(self.root, running_supervisor):
+        if _csv_run_going(self.root):
             raise Refused(f"campaign '{self.name}' has a run going on its CSV file; stop it "
                           "before moving the campaign to PostgreSQL", remedies=(Remedy.STOP,))
         data = read_input(self.path, "the progress file")
@@ -1097,12 +1096,17 @@ def _due(row: list[str]) -> float:
     return parse_time(row[C.RETRY_AT]) or 0.0 if row[C.STATUS] == C.RETRYING else 0.0
 
 
-def running_supervisor_of(root: Path, running_supervisor) -> bool:
+def _csv_run_going(root: Path) -> bool:
+    """Whether another process's run holds the folder's run lock (it works on the CSV file:
+    this store's own run imports before it spawns anything, so its pid is ours or our
+    parent's)."""
     from .context import PostingContext
+    from .runstate import running_supervisor
     try:
-        return running_supervisor(PostingContext.for_campaign_dir(root)) is not None
+        info = running_supervisor(PostingContext.for_campaign_dir(root))
     except Exception:
         return False
+    return info is not None and info.pid not in (os.getpid(), os.getppid())
 
 
 class PgLease:

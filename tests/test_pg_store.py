@@ -292,3 +292,17 @@ def unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_moving_to_postgresql_is_refused_while_a_csv_run_goes(campaigns_dir, pg_url):
+    write_campaign(campaigns_dir / "farm", [("a1", "p1")], 3, settings={
+        "max_posts_per_account_per_day": 2, "simulation": fast_sim(post_seconds=3.0)})
+    started = run(campaigns_dir, "--run", "--detach")
+    assert started.returncode == 0, started.stderr
+    try:
+        res = run(campaigns_dir, "--status", url=pg_url)
+        assert res.returncode == 1
+        assert "has a run going on its CSV file; stop it before moving" in one_line(res)
+        assert db_rows(pg_url) == []
+    finally:
+        assert run(campaigns_dir, "--stop-all").returncode == 0
