@@ -56,7 +56,7 @@ from .power import PhonePower
 from .problems import InputError, Refused, Remedy, read_input
 from .progress_csv import Table, job_dict, parse_progress, serialize
 from .rotation import Rotation, rotation_path
-from .rules import Day, Usage, account_blocker, counts_today, now_iso, parse_time, tally
+from .rules import Day, Tally, Usage, account_blocker, counts_today, now_iso, parse_time, tally
 from .settings import Settings
 from .store import JobRefused, Ledger, PostedVideos
 from .tracker import (OPERATOR_SKIP, ClaimLost, ProgressStore, consent_wanted,
@@ -71,6 +71,7 @@ MIGRATION_LOCK = 0x706F_7374_6465_636B   # "postdeck"
 RECONNECT_S = 60.0
 CONNECT_TIMEOUT_S = 5
 CANDIDATES = 32      # rows looked at per query while claiming
+JUDGED_AT_ONCE = 8    # accounts judged per query while claiming
 CONTENDED_TRIES = 20  # claims passed by rows other claimers held look again this often
 COLS = C.COLUMNS
 SELECT_COLS = ", ".join(f'j."{c}"' for c in COLS)
@@ -230,6 +231,7 @@ class PgStore:
         self._cid: int | None = None
         self._lock = threading.Lock()     # one transaction at a time on the connection
         self._retrying = False
+        self._skip_for: int | None = None     # the open day the skipped archive names are of
 
     @classmethod
     def for_context(cls, ctx, **kwargs) -> "PgStore":
@@ -427,12 +429,28 @@ class PgStore:
             + ", ".join(["%s"] * len(COLS)) + ")",
             [cid, day_no, pos, host, video_name(row[C.VIDEO_PATH]), _due(row), *row])
 
-    def _update(self, cur, day_no: int, row: list[str], host: str | None = None) -> None:
-        cur.execute(f"UPDATE postdeck.jobs SET {SET_COLS}, retry_due = %s"
-                    + (", host = %s" if host is not None else "")
-                    + " WHERE campaign = %s AND day_no = %s AND job_id = %s",
-                    [*row, _due(row), *([host] if host is not None else []), self.campaign_id,
-                     day_no, row[C.JOB_ID]])
+    def _update(self, cur, day_no: int, row: list[str], host: str | None = None,
+                notify: bool = False, entry: tuple[str, str, str, str, str] | None = None
+                ) -> None:
+        """Write the row back; with `notify`, announce the change, and with `entry`, add that
+        ledger entry (posted_at, account, video_path, job_id, link): in one statement (data-
+        modifying CTEs), so a success costs one round trip, not three."""
+        update = (f"UPDATE postdeck.jobs SET {SET_COLS}, retry_due = %s"
+                  + (", host = %s" if host is not None else "")
+                  + " WHERE campaign = %s AND day_no = %s AND job_id = %s")
+        params = [*row, _due(row), *([host] if host is not None else []), self.campaign_id,
+                  day_no, row[C.JOB_ID]]
+        if not notify and entry is None:
+            cur.execute(update, params)
+            return
+        head = ""
+        if entry is not None:
+            head = ("ledger AS (INSERT INTO postdeck.ledger (campaign, video_name, posted_at, "
+                    "account, video_path, job_id, link) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT DO NOTHING), ")
+            params = [self.campaign_id, video_name(entry[2]), *entry, *params]
+        cur.execute(f"WITH {head}changed AS ({update} RETURNING 1) SELECT pg_notify(%s, '')",
+                    [*params, self.channel])
 
     def _day(self, cur, lock: str = "FOR SHARE") -> int:
         """The campaign's open day, locked against a reset (which takes it FOR UPDATE) until
@@ -483,15 +501,29 @@ class PgStore:
     # --- limits: what each account used today outside this campaign's open day -----------------
     def _usage(self, cur, day: Day, day_no: int, accounts: list[str] | None) -> dict[str, Usage]:
         """Today's use of each account outside this campaign's open day: the host's CSV files
-        (engine/limits.py) plus every other day and campaign in the database. A closed day's
+        (engine/limits.py) plus every other day and campaign in the database."""
+        return self._db_usage(cur, day, day_no, accounts, self._host_usage(cur, day, accounts))
+
+    def _host_usage(self, cur, day: Day, accounts: list[str] | None = None,
+                    day_no: int | None = None) -> dict[str, Usage]:
+        """The host's CSV files' use of each account today (engine/limits.py), without the
+        folder's archives of days this store closed (the database counts those; their names
+        change only when a day closes, so they are asked for again only then)."""
+        if day_no is None or self._skip_for != day_no:
+            cur.execute("SELECT archive FROM postdeck.days WHERE campaign = %s AND archive IS "
+                        "NOT NULL", (self.campaign_id,))
+            self.host.skip_names = frozenset(r[0] for r in cur.fetchall())
+            self._skip_for = day_no
+        return {account: Usage(u.used, u.running, u.posted)
+                for account, u in self.host.usage(day).items()
+                if accounts is None or account in accounts}
+
+    def _db_usage(self, cur, day: Day, day_no: int, accounts: list[str] | None,
+                  base: dict[str, Usage]) -> dict[str, Usage]:
+        """`base` (copied) plus every other day and campaign of the database: a closed day's
         rows fall on the day of their times (an untimed row on its archive's date)."""
-        cur.execute("SELECT archive FROM postdeck.days WHERE campaign = %s AND archive IS NOT "
-                    "NULL", (self.campaign_id,))
-        self.host.skip_names = frozenset(r[0] for r in cur.fetchall())
-        out: dict[str, Usage] = {}
-        for account, u in self.host.usage(day).items():
-            if accounts is None or account in accounts:
-                out[account] = Usage(u.used, u.running, u.posted)
+        out = {a: Usage(u.used, u.running, u.posted) for a, u in base.items()
+               if accounts is None or a in accounts}
         cur.execute(
             f"SELECT {SELECT_COLS}, d.closed_at IS NULL, coalesce(d.archive, '') "
             "FROM postdeck.jobs j JOIN postdeck.days d ON d.campaign = j.campaign "
@@ -501,15 +533,33 @@ class PgStore:
             + ("AND j.account = ANY(%s)" if accounts is not None else ""),
             [self.campaign_id, day_no, day.start, *([accounts] if accounts is not None else [])])
         for *row, current, archive in cur.fetchall():
-            if not counts_today(row, day, current, current or day.label in archive):
-                continue
-            u = out.setdefault(row[C.ACCOUNT], Usage())
-            u.used += 1
-            if row[C.STATUS] == C.CLAIMED:
-                u.running += current
-            elif row[C.STATUS] == C.SUCCESS:
-                u.posted += 1
+            if counts_today(row, day, current, current or day.label in archive):
+                _count(out.setdefault(row[C.ACCOUNT], Usage()), row, current)
         return out
+
+    def _tallies(self, cur, day: Day, day_no: int, accounts: list[str],
+                 host: dict[str, Usage]) -> dict[str, Tally]:
+        """The accounts' tallies for rules 2-4: their rows of the open day, and what they used
+        today elsewhere (`host`: the host's CSV files, counted once per claim)."""
+        # one query: the open day's rows (in queue order) and the counting rows of every other
+        # day and campaign, told apart by `own`
+        cur.execute(
+            f"SELECT {SELECT_COLS}, j.campaign = %s AND j.day_no = %s, d.closed_at IS NULL, "
+            "coalesce(d.archive, '') FROM postdeck.jobs j JOIN postdeck.days d ON "
+            "d.campaign = j.campaign AND d.day_no = j.day_no WHERE j.account = ANY(%s) AND "
+            "((j.campaign = %s AND j.day_no = %s) OR (j.status IN ('success', 'claimed', "
+            "'failed') AND (d.closed_at IS NULL OR d.closed_at >= to_timestamp(%s)))) "
+            "ORDER BY j.pos",
+            [self.campaign_id, day_no, accounts, self.campaign_id, day_no, day.start])
+        own: list[list[str]] = []
+        elsewhere = {a: Usage(u.used, u.running, u.posted) for a, u in host.items()
+                     if a in accounts}
+        for *row, mine, current, archive in cur.fetchall():
+            if mine:
+                own.append(row)
+            elif counts_today(row, day, current, current or day.label in archive):
+                _count(elsewhere.setdefault(row[C.ACCOUNT], Usage()), row, current)
+        return tally(own, self.settings, day, elsewhere)
 
     def usage_elsewhere(self, day: Day) -> dict[str, Usage]:
         return self._tx(lambda cur: self._usage(cur, day, self._day(cur, ""), None))  # type: ignore
@@ -530,70 +580,102 @@ class PgStore:
               accounts: frozenset[str] | None = None,
               prefer_phone: str | None = None) -> Job | None:
         """DESIGN.md's claim rules in one transaction (engine/tracker.py's claim says them in
-        full). The candidates come from indexed queries in queue order (pending before
-        retrying, `prefer_phone`'s first), already without accounts and phones that hold a
-        claim; each is then checked against its account's day under the account's advisory
-        lock, and written under a savepoint so a conflict the indexes catch passes to the
-        next."""
+        full). Candidates come from indexed queries in queue order (pending before retrying,
+        `prefer_phone`'s first), already without accounts and phones that hold a claim, in
+        batches: each batch's accounts are judged together (two queries), so jobs of accounts
+        that may not post now (at their limit, blocked, cooling down) cost nothing each. The
+        first job whose account may post is locked (SKIP LOCKED), its account held with an
+        advisory lock and judged again, and the claim written under a savepoint, so a conflict
+        the schema catches passes to the next."""
         claim_id = uuid.uuid4().hex
         off, off_phones = self._off()
         contended = [False]
+        limit = self.settings.daily_limit
 
         def work(cur):
-            day_no = self._day(cur)
-            again = self._rows(cur, day_no, "AND j.claim_id = %s AND j.status = 'claimed'",
-                               [claim_id])
-            if again:                      # a retry after a commit whose answer was lost
-                return Job.from_row(again[0])
+            cur.execute("SELECT c.day_no, (SELECT l.lease_until > now() FROM postdeck.leases l "
+                        "WHERE l.campaign = c.id AND l.host = %s AND l.worker_id = %s) "
+                        "FROM postdeck.campaigns c WHERE c.id = %s FOR SHARE OF c",
+                        (self.host_name, worker_id, self.campaign_id))
+            day_no, lease = cur.fetchone()
+            if self._retrying:     # a retry after a commit whose answer was lost?
+                again = self._rows(cur, day_no, "AND j.claim_id = %s AND j.status = 'claimed'",
+                                   [claim_id])
+                if again:
+                    return Job.from_row(again[0])
+            if lease is False:
+                return None                # this worker's lease expired: it claims nothing
             now = self.clock()
             if self.window is not None and not self.window.is_open(now, self.settings.tz):
                 return None
-            cur.execute("SELECT lease_until > now() FROM postdeck.leases WHERE campaign = %s "
-                        "AND host = %s AND worker_id = %s",
-                        (self.campaign_id, self.host_name, worker_id))
-            lease = cur.fetchone()
-            if lease is not None and not lease[0]:
-                return None                # this worker's lease expired: it claims nothing
             day = Day.of(now, self.settings.tz)
-            limit = self.settings.daily_limit
+            host = self._host_usage(cur, day, day_no=day_no)
+            may: dict[str, bool] = {}      # account -> may post now, by the unlocked look
             gaps: dict[str, float | None] = {}
             contended[0] = False
-            for row, posted in self._candidates(cur, day_no, now, worker_id, phone, accounts,
-                                                prefer_phone, off, off_phones, contended):
-                account = row[C.ACCOUNT]
-                if posted:
-                    lifecycle.skip(row, now, "its video is in the ledger: already posted")
-                    self._update(cur, day_no, row)
-                    continue
-                cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 2))",
-                            (f"account {account}",))
-                if not cur.fetchone()[0]:
-                    contended[0] = True    # another claimer is deciding this account now
-                    continue
-                own = self._rows(cur, day_no, "AND j.account = %s", [account])
-                elsewhere = self._usage(cur, day, day_no, [account])
-                t = tally(own, self.settings, day, elsewhere).get(account)
-                if account_blocker(t, limit, now):
-                    continue
-                job_phone = row[C.PHONE_ID] or account
-                if job_phone not in gaps:
-                    gaps[job_phone] = self.gap_until(job_phone)
-                if gaps[job_phone] is not None and now < gaps[job_phone]:
-                    continue
-                job = lifecycle.claim(row, worker_id, claim_id, now, job_phone, self.run_id,
-                                      self.settings.max_attempts)
-                try:
-                    with cur.connection.transaction():
-                        self._update(cur, day_no, row, self.host_name)
-                        if phone_free is not None and not phone_free(job_phone):
-                            raise _NotFree
-                except (_NotFree, pgerrors.UniqueViolation, pgerrors.ExclusionViolation):
-                    continue
-                return job
+            for batch in self._candidates(cur, day_no, now, worker_id, phone, accounts,
+                                          prefer_phone, off, off_phones):
+                for i, (job_id, account, job_phone, posted) in enumerate(batch):
+                    if not posted:
+                        if account not in may:
+                            # this account and the next few undecided ones, in one go
+                            judge = list(dict.fromkeys(
+                                c[1] for c in batch[i:] if not c[3] and c[1] not in may))
+                            judge = judge[:JUDGED_AT_ONCE]
+                            tallies = self._tallies(cur, day, day_no, judge, host)
+                            for name in judge:
+                                may[name] = not account_blocker(tallies.get(name), limit, now)
+                        if not may[account]:
+                            continue
+                        if job_phone not in gaps:
+                            gaps[job_phone] = self.gap_until(job_phone)
+                        if gaps[job_phone] is not None and now < gaps[job_phone]:
+                            continue
+                    row = self._lock_row(cur, day_no, job_id)
+                    if row is None:
+                        contended[0] = True     # another claimer is deciding on it
+                        continue
+                    if posted:
+                        lifecycle.skip(row, now, "its video is in the ledger: already posted")
+                        self._update(cur, day_no, row)
+                        continue
+                    cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 2))",
+                                (f"account {account}",))
+                    if not cur.fetchone()[0]:
+                        contended[0] = True     # another claimer is deciding this account
+                        continue
+                    # judged again under the account's lock, with what others wrote meanwhile
+                    fresh = self._tallies(cur, day, day_no, [account],
+                                          self._host_usage(cur, day, [account], day_no))
+                    if account_blocker(fresh.get(account), limit, now):
+                        may[account] = False
+                        continue
+                    job = lifecycle.claim(row, worker_id, claim_id, now, job_phone, self.run_id,
+                                          self.settings.max_attempts)
+                    if phone_free is None:
+                        # A conflict the schema catches (a race the locks above leave no room
+                        # for) undoes the whole transaction; the claim then looks again.
+                        try:
+                            self._update(cur, day_no, row, self.host_name)
+                        except (pgerrors.UniqueViolation, pgerrors.ExclusionViolation):
+                            contended[0] = True
+                            raise _Conflict from None
+                        return job
+                    try:
+                        with cur.connection.transaction():     # a savepoint
+                            self._update(cur, day_no, row, self.host_name)
+                            if not phone_free(job_phone):
+                                raise _NotFree
+                    except (_NotFree, pgerrors.UniqueViolation, pgerrors.ExclusionViolation):
+                        continue
+                    return job
             return None
 
         for _ in range(CONTENDED_TRIES):
-            job = self._tx(work)
+            try:
+                job = self._tx(work)
+            except _Conflict:
+                job = None
             if job is not None or not contended[0]:
                 return job  # type: ignore[return-value]
             # Another claimer held a row or an account we passed by: what it decides may leave
@@ -601,14 +683,21 @@ class PgStore:
             time.sleep(0.005)
         return None
 
+    def _lock_row(self, cur, day_no: int, job_id: str) -> list[str] | None:
+        """The row, locked, if it is still due and no other claimer holds it (SKIP LOCKED)."""
+        cur.execute(f"SELECT {SELECT_COLS} FROM postdeck.jobs j WHERE j.campaign = %s AND "
+                    "j.day_no = %s AND j.job_id = %s AND j.status IN ('pending', 'retrying') "
+                    "FOR UPDATE OF j SKIP LOCKED", (self.campaign_id, day_no, job_id))
+        got = cur.fetchone()
+        return None if got is None else list(got)
+
     def _candidates(self, cur, day_no: int, now: float, worker_id: str, phone: str | None,
                     accounts: frozenset[str] | None, prefer_phone: str | None,
-                    off: list[str], off_phones: list[str],
-                    contended: list[bool]) -> Iterator[tuple[list[str], bool]]:
-        """Due rows in claim order, without accounts or phones that hold a claim, with whether
-        the ledger holds their video. They are read in batches without a lock, then locked one
-        at a time as they come up (SKIP LOCKED: a row another claimer is deciding on is passed
-        by, and `contended` says so), so a claimer holds only the row it is looking at."""
+                    off: list[str], off_phones: list[str]
+                    ) -> Iterator[list[tuple[str, str, str, bool]]]:
+        """Batches of due jobs in claim order, read without a lock, as (job_id, account, its
+        phone, whether the ledger holds its video); without accounts and phones that hold a
+        claim (another worker's, for the phone)."""
         bound = phone if phone is not None else prefer_phone
         orders = []
         if phone is not None or prefer_phone is not None:
@@ -638,24 +727,15 @@ class PgStore:
                     where.append("j.account = ANY(%s)")
                     params.append(sorted(accounts))
                 cur.execute(
-                    "SELECT j.job_id, j.pos FROM postdeck.jobs j WHERE j.campaign = %s AND "
+                    f"SELECT j.job_id, j.account, {job_phone}, EXISTS (SELECT 1 FROM "
+                    "postdeck.ledger l WHERE l.campaign = j.campaign AND l.video_name = "
+                    "j.video_name), j.pos FROM postdeck.jobs j WHERE j.campaign = %s AND "
                     "j.day_no = %s AND " + " AND ".join(where)
                     + f" ORDER BY j.pos LIMIT {CANDIDATES}", [self.campaign_id, day_no, *params])
                 batch = cur.fetchall()
-                for job_id, pos in batch:
-                    after = pos
-                    cur.execute(
-                        f"SELECT {SELECT_COLS}, EXISTS (SELECT 1 FROM postdeck.ledger l WHERE "
-                        "l.campaign = j.campaign AND l.video_name = j.video_name) FROM "
-                        "postdeck.jobs j WHERE j.campaign = %s AND j.day_no = %s AND "
-                        f"j.job_id = %s AND j.status = '{status}' FOR UPDATE OF j SKIP LOCKED",
-                        (self.campaign_id, day_no, job_id))
-                    got = cur.fetchone()
-                    if got is None:
-                        contended[0] = True
-                        continue
-                    *row, posted = got
-                    yield row, posted
+                if batch:
+                    after = batch[-1][4]
+                    yield [tuple(r[:4]) for r in batch]
                 if len(batch) < CANDIDATES:
                     break
 
@@ -667,16 +747,17 @@ class PgStore:
         the claim yet). `done_ok`: a row this claim already finished is returned as None (a
         retried write whose first commit went through). `takeover` (a supervisor settling a
         claim whose holder is gone) skips the lease."""
-        day_no = self._day(cur)
+        # one round trip: the open day (locked against a reset), the row and its lease
         cur.execute(f"SELECT {SELECT_COLS}, l.lease_until IS NOT NULL AND l.lease_until <= "
-                    "now() FROM postdeck.jobs j LEFT JOIN postdeck.leases l ON "
+                    "now(), c.day_no FROM postdeck.campaigns c JOIN postdeck.jobs j ON "
+                    "j.campaign = c.id AND j.day_no = c.day_no LEFT JOIN postdeck.leases l ON "
                     "l.campaign = j.campaign AND l.host = j.host AND l.worker_id = j.worker_id "
-                    "WHERE j.campaign = %s AND j.day_no = %s AND j.job_id = %s FOR UPDATE OF j",
-                    (self.campaign_id, day_no, job_id))
+                    "WHERE c.id = %s AND j.job_id = %s FOR UPDATE OF j FOR SHARE OF c",
+                    (self.campaign_id, job_id))
         got = cur.fetchone()
         if got is None:
             raise ClaimLost(f"job {job_id} is not in today's jobs of {self.where}")
-        *row, expired = got
+        *row, expired, day_no = got
         if done_ok and self._retrying and row[C.CLAIM_ID] == claim_id and claim_id and row[C.STATUS] != C.CLAIMED:
             return day_no, None
         if row[C.STATUS] != C.CLAIMED or row[C.CLAIM_ID] != claim_id or not claim_id:
@@ -721,11 +802,9 @@ class PgStore:
                 return
             now = self.clock()
             link = video_id if video_id.startswith(("http://", "https://")) else ""
-            self._add_entry(cur, self.campaign_id, now_iso(now), row[C.ACCOUNT],
-                            row[C.VIDEO_PATH], job_id, link)
+            entry = (now_iso(now), row[C.ACCOUNT], row[C.VIDEO_PATH], job_id, link)
             lifecycle.complete(row, now, video_id)
-            self._update(cur, day_no, row)
-            self._notify(cur)
+            self._update(cur, day_no, row, notify=True, entry=entry)
         self._tx(work)
 
     def fail(self, job_id: str, claim_id: str, error: str | BaseException,
@@ -739,8 +818,7 @@ class PgStore:
                 return job_dict(self._rows(cur, day_no, "AND j.job_id = %s", [job_id])[0])
             lifecycle.fail(row, self.clock(), message, cls, self.retry,
                            self.settings.max_attempts)
-            self._update(cur, day_no, row)
-            self._notify(cur)
+            self._update(cur, day_no, row, notify=True)
             return job_dict(row)
         return self._tx(work)  # type: ignore[return-value]
 
@@ -750,8 +828,7 @@ class PgStore:
             if row is None:
                 return
             lifecycle.release(row, self.clock(), self.retry, self.settings.max_attempts)
-            self._update(cur, day_no, row)
-            self._notify(cur)
+            self._update(cur, day_no, row, notify=True)
         self._tx(work)
 
     # --- leases and recovery ----------------------------------------------------------------------
@@ -1089,6 +1166,20 @@ class PgStore:
 
 class _NotFree(Exception):
     """The chosen job's phone is held by another process on this host."""
+
+
+class _Conflict(Exception):
+    """A claim's write met a claim the schema forbids next to it (another claimer got there
+    first): its transaction is undone and the claim looks again."""
+
+
+def _count(u: Usage, row: list[str], current: bool) -> None:
+    """One row that uses a slot of its account's day, outside the open day's rows."""
+    u.used += 1
+    if row[C.STATUS] == C.CLAIMED:
+        u.running += current
+    elif row[C.STATUS] == C.SUCCESS:
+        u.posted += 1
 
 
 def _due(row: list[str]) -> float:
