@@ -56,6 +56,7 @@ from .power import PhonePower
 from .problems import InputError, Refused, Remedy, read_input
 from .progress_csv import Table, job_dict, parse_progress, serialize
 from .rotation import Rotation, rotation_path
+from .runstate import process_alive
 from .rules import Day, Tally, Usage, account_blocker, counts_today, now_iso, parse_time, tally
 from .settings import Settings
 from .store import JobRefused, Ledger, PostedVideos
@@ -1046,6 +1047,16 @@ class PgStore:
             if guard is not None:
                 guard()
             day_no = self._day(cur, "FOR UPDATE")
+            # This host's leases whose process is gone (a crash) are over now: their claims
+            # were recovered before the reset, and waiting for them to run out helps nobody.
+            # Another host's are that host's to judge: they must run out.
+            cur.execute("SELECT worker_id, pid FROM postdeck.leases WHERE campaign = %s AND "
+                        "host = %s AND lease_until > now()", (self.campaign_id, self.host_name))
+            gone = [w for w, pid in cur.fetchall() if not process_alive(pid)]
+            if gone:
+                cur.execute("UPDATE postdeck.leases SET lease_until = now() WHERE campaign = %s "
+                            "AND host = %s AND worker_id = ANY(%s)",
+                            (self.campaign_id, self.host_name, gone))
             cur.execute("SELECT host, array_agg(pid ORDER BY worker_id) FROM postdeck.leases "
                         "WHERE campaign = %s AND lease_until > now() GROUP BY host ORDER BY "
                         "host", (self.campaign_id,))

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -185,11 +188,25 @@ def test_a_reset_closes_the_day_in_the_database_and_writes_its_archive(pg_url, t
 
 def test_a_reset_is_refused_while_a_lease_is_live(pg_url, tmp_path):
     s = store(pg_url, tmp_path, clock=time.time)
-    lease = s.lease("3", 31337, 30.0)
-    with pytest.raises(Exception, match=r"host localhost \(pids 31337\)"):
+    lease = s.lease("3", os.getpid(), 30.0)
+    with pytest.raises(Exception, match=rf"host localhost \(pids {os.getpid()}\)"):
         s.reset_day("20270115")
     assert s.days() == []
     lease.close()
+
+
+def test_a_reset_goes_on_past_a_lease_of_this_hosts_dead_process(pg_url, tmp_path):
+    """A crashed run's lease on this host need not run out first: its process is gone (its
+    claims were recovered before the reset). Another host's lease still counts."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    s = store(pg_url, tmp_path, clock=time.time)
+    s.lease("3", dead.pid, 30.0)
+    assert s.reset_day("20270115").name == "progress_20270115.csv"
+    other = store(pg_url, tmp_path, host_name="b", clock=time.time)
+    other.lease("3", dead.pid, 30.0)
+    with pytest.raises(Exception, match=rf"host b \(pids {dead.pid}\)"):
+        s.reset_day("20270115")
 
 
 # --- the CLI: bad input --------------------------------------------------------------------------
