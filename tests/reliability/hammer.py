@@ -1,6 +1,7 @@
 """A store client that works as fast as it can until it is killed: claim, phases, complete or
 fail. After each write the store acknowledged, it appends the fact to an ack log (flushed), so
-the harness can check that nothing acknowledged is ever lost.
+the harness can check that nothing acknowledged is ever lost. The store is whichever the
+environment names (POSTDECK_STORE: PostgreSQL, else the campaign's CSV file).
 
     python hammer.py CAMPAIGN_ROOT CAMPAIGNS_DIR WORKER_ID ACK_LOG SEED
 """
