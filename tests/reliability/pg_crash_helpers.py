@@ -149,14 +149,6 @@ def live_leases(url: str) -> list[tuple[str, str, int, float]]:
             "WHERE lease_until > now() ORDER BY host, worker_id").fetchall()]
 
 
-def expire_leases(url: str, leases: list[tuple[str, str, int, float]]) -> None:
-    """The leases run out now (each still held by the pid that held it)."""
-    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.executemany("UPDATE postdeck.leases SET lease_until = now() WHERE host = %s AND "
-                        "worker_id = %s AND pid = %s AND lease_until > now()",
-                        [(host, worker, pid) for host, worker, pid, _ in leases])
-
-
 def age_db(url: str, days: float = 1.0) -> None:
     """helpers.age_one_day for the database: every job time moves back `days` days (written as
     the store writes them), and so do the days' opening and closing times."""
