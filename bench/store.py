@@ -1,7 +1,8 @@
 """Benchmark: the cost of one claim + complete against a progress store, by file size.
 
-    .venv/bin/python bench/store.py            # full run (about 2 minutes)
-    .venv/bin/python bench/store.py --quick    # a tiny run (seconds)
+    .venv/bin/python bench/store.py                 # full run (about 10 minutes)
+    .venv/bin/python bench/store.py --quick         # a tiny run (under a minute)
+    .venv/bin/python bench/store.py --only shared   # only the PostgreSQL table (about 7 minutes)
 
 Three implementations of the same claim rules (DESIGN.md, "Claim rules": due jobs, one claim per
 account, successes + claims + unknown outcomes < limit, not blocked, not cooling down, phone not
@@ -20,6 +21,18 @@ operations in one process; "8 procs" runs them in 8 spawned processes contending
 and ms/op is wall time / operations. Each process opens its store and reads it once before the
 clock starts (a worker does that once, then hundreds of operations). Prints figures; it is not
 a test.
+
+A second table puts the CSV store beside the stores a farm of several hosts shares, at 1k, 10k
+and 100k rows with 1, 8 and 32 processes, on one PostgreSQL server started for the run
+(tests/pg_server.py, Debian's postgresql package; left out when there is none):
+
+  postgres       engine.pg_store.PgStore: the same day imported into a campaign (one fresh
+                 database per run, cloned from a template per row count)
+  procrastinate  procrastinate (PyPI) on the same server: defer + fetch + finish, the reference
+                 for what a PostgreSQL job queue costs per job
+
+and the targets: PostgreSQL growth 10k -> 100k rows <= 1.5x; with 32 processes at least the CSV
+store's throughput with 8; within 2x of procrastinate's per-job cost at the same concurrency.
 """
 from __future__ import annotations
 
@@ -333,7 +346,202 @@ class Sqlite:
             raise
 
 
-IMPLS = {"postdeck": Postdeck, "naive": Naive, "sqlite": Sqlite}
+# --- (d) PostgreSQL: engine.pg_store.PgStore, and procrastinate as the reference ----------------
+# One throw-away server for the whole run (tests/pg_server.py). Importing a day into a campaign
+# is a row-by-row transaction (half a minute at 100k rows), so each row count is imported once
+# into a template database, and every run gets a fresh database cloned from it (CREATE DATABASE
+# ... TEMPLATE, a file copy): runs change the rows, and a second campaign on the same database
+# would share the accounts (their daily limit spans campaigns), so runs never share one.
+PG_CAMPAIGN = "bench"
+PG_SETUP = "pg.txt"       # in a run's folder: the database URL, for the spawned processes
+_pg_server = None         # the PgServer of this run (main process only)
+_pg_templates: dict[tuple[str, int], str] = {}
+_pg_count = 0
+
+
+def _pg_admin():
+    import psycopg
+    return psycopg.connect(_pg_server.url(), autocommit=True)
+
+
+def _pg_clone(kind: str, rows: list[list[str]], build) -> str:
+    """A fresh database for one run: a clone of the template of `kind` at len(rows) rows,
+    built by `build(url, rows)` the first time."""
+    global _pg_count
+    from psycopg import sql
+    if _pg_server is None:
+        raise SystemExit("the PostgreSQL stores need the bench's server (see pg_start)")
+    key = (kind, len(rows))
+    if key not in _pg_templates:
+        name = f"tmpl_{kind}_{len(rows)}"
+        url = _pg_server.create_database(name)
+        started = time.perf_counter()
+        build(url, rows)
+        import psycopg
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")    # as autovacuum would have, a minute into a day
+        print(f"  {len(rows):>6} rows  {kind}: template built in "
+              f"{time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+        _pg_templates[key] = name
+    _pg_count += 1
+    name = f"run_{kind}_{len(rows)}_{_pg_count}"
+    with _pg_admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(_pg_templates[key])))
+    return _pg_server.url(name)
+
+
+def _pg_drop(folder: Path) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+    url = (folder / PG_SETUP).read_text().strip()
+    _pg_server.drop_database(conninfo_to_dict(url)["dbname"])
+
+
+def pg_start(base: Path):
+    """Start the bench's PostgreSQL server in `base`; None (with why) when there is none."""
+    global _pg_server
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from pg_server import PgServer, find_bindir
+    bindir = find_bindir()
+    if bindir is None:
+        print("no PostgreSQL server binaries (Debian's postgresql package): the PostgreSQL "
+              "stores are left out", file=sys.stderr)
+        return None
+    _pg_server = PgServer(bindir, base)
+    _pg_server.start()
+    return _pg_server
+
+
+def pg_stop() -> None:
+    global _pg_server
+    if _pg_server is not None:
+        _pg_server.stop()
+        _pg_server = None
+
+
+class Postgres:
+    """engine.pg_store.PgStore: the CSV day imported into a campaign, one PgStore (one
+    connection) per process, created in that process."""
+    name = "postgres"
+
+    @staticmethod
+    def _build(url: str, rows: list[list[str]]) -> None:
+        from engine.pg_store import PgStore
+        with tempfile.TemporaryDirectory(prefix="postdeck-bench-import-") as tmp:
+            folder = Path(tmp)
+            (folder / "progress.csv").write_bytes(serialize(rows))
+            store = PgStore(url, PG_CAMPAIGN, folder / "progress.csv", folder / "posted.csv",
+                            SETTINGS, clock=lambda: NOW)
+            store.read()        # the first use imports the CSV day, in one transaction
+            store.close()
+
+    @staticmethod
+    def prepare(folder: Path, rows: list[list[str]]) -> None:
+        (folder / "progress.csv").write_bytes(serialize(rows))   # the day, as it was imported
+        (folder / PG_SETUP).write_text(_pg_clone("postgres", rows, Postgres._build))
+
+    cleanup = staticmethod(_pg_drop)
+
+    def __init__(self, folder: Path):
+        from engine.pg_store import PgStore
+        self.store = PgStore((folder / PG_SETUP).read_text().strip(), PG_CAMPAIGN,
+                             folder / "progress.csv", folder / "posted.csv", SETTINGS,
+                             clock=lambda: NOW)
+
+    def warm(self) -> None:
+        self.store.validate()   # connects, checks the schema, finds the campaign
+        self.store.stats()
+
+    def claim(self, worker: str):
+        job = self.store.claim(worker)
+        return None if job is None else (job.job_id, job.claim_id)
+
+    def complete(self, job_id: str, claim_id: str) -> None:
+        self.store.complete(job_id, claim_id)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class Procrastinate:
+    """procrastinate (PyPI) on the same server: the reference for what a PostgreSQL job queue
+    costs. The queue holds the same number of jobs as the day (the first half succeeded, the
+    second half waiting); an operation defers one job (Task.defer), fetches one and finishes it
+    as succeeded. The sync connector, one pooled connection per process (like PgStore); fetch
+    and finish run procrastinate's own statements (sql.queries "fetch_job", "finish_job"), the
+    ones JobManager.fetch_job / finish_job send, whose API is async only."""
+    name = "procrastinate"
+    TASK = "post_clip"
+
+    @staticmethod
+    def _app(url: str, size: int = 1):
+        import logging
+        import procrastinate
+        # Its warning that the App is defined in __main__ is for workers that import tasks by
+        # path; this bench's processes do not.
+        logging.getLogger("procrastinate.blueprints").setLevel(logging.ERROR)
+        return procrastinate.App(connector=procrastinate.SyncPsycopgConnector(
+            conninfo=url, min_size=size, max_size=size))
+
+    @staticmethod
+    def _build(url: str, rows: list[list[str]]) -> None:
+        from procrastinate import jobs
+        app = Procrastinate._app(url).open()
+        try:
+            app.schema_manager.apply_schema()
+            todo = [jobs.Job(id=None, queue="default", lock=None, queueing_lock=None,
+                             task_name=Procrastinate.TASK,
+                             task_kwargs={"job_id": r[C.JOB_ID], "account": r[C.ACCOUNT]})
+                    for r in rows]
+            for i in range(0, len(todo), 10_000):
+                app.job_manager.batch_defer_jobs(todo[i:i + 10_000])
+            app.connector.execute_query(     # the first half is done, as late in a day
+                query="UPDATE procrastinate_jobs SET status = 'succeeded', attempts = 1 "
+                      "WHERE id <= %(half)s", half=len(rows) // 2)
+        finally:
+            app.close()
+
+    @staticmethod
+    def prepare(folder: Path, rows: list[list[str]]) -> None:
+        (folder / PG_SETUP).write_text(_pg_clone("procrastinate", rows, Procrastinate._build))
+
+    cleanup = staticmethod(_pg_drop)
+
+    def __init__(self, folder: Path):
+        from procrastinate import sql
+        self.sql = sql.queries
+        self.app = self._app((folder / PG_SETUP).read_text().strip())
+        self.task = self.app.task(name=self.TASK)(lambda **kwargs: None)
+        self.worker_id = None
+        self.n = 0
+
+    def warm(self) -> None:
+        self.app.open()
+        self.worker_id = self.app.connector.execute_query_one(
+            query=self.sql["register_worker"])["worker_id"]
+
+    def claim(self, worker: str):
+        from procrastinate import jobs
+        self.n += 1
+        self.task.defer(job_id=f"{worker}_{self.n}", account=f"account_{self.n:05d}")
+        row = self.app.connector.execute_query_one(query=self.sql["fetch_job"], queues=None,
+                                                   worker_id=self.worker_id)
+        if row["id"] is None:
+            return None
+        return jobs.Job.from_row(row).id, None
+
+    def complete(self, job_id, claim_id) -> None:
+        self.app.connector.execute_query(query=self.sql["finish_job"], job_id=job_id,
+                                         status="succeeded", delete_job=False)
+
+    def close(self) -> None:
+        self.app.close()
+
+
+IMPLS = {"postdeck": Postdeck, "naive": Naive, "sqlite": Sqlite, "postgres": Postgres,
+         "procrastinate": Procrastinate}
+LOCAL = ["postdeck", "naive", "sqlite"]       # the first table: stores of one host
+SHARED = ["postdeck", "postgres", "procrastinate"]    # the second: the CSV store beside PG
 
 
 # --- running ----------------------------------------------------------------------------------------
@@ -343,69 +551,89 @@ def opened(impl_name: str, folder: str):
     return impl
 
 
-def do_ops(impl, worker: str, ops: int) -> int:
-    done = 0
-    for _ in range(ops):
+def do_ops(impl, worker: str, ops: int, retry_empty: int = 0) -> tuple[int, int]:
+    """(operations done, empty claims). A claim that finds no job ends the loop, or, with
+    `retry_empty`, is tried again at once up to that many times in a row (the day still has due
+    jobs: a store that says "nothing" then is wrong, and its empty claims are counted, their
+    time included)."""
+    done = empty = in_a_row = 0
+    while done < ops:
         job = impl.claim(worker)
         if job is None:
-            break
+            empty += 1
+            in_a_row += 1
+            if in_a_row > retry_empty:
+                break
+            continue
+        in_a_row = 0
         impl.complete(*job)
         done += 1
-    return done
+    return done, empty
 
 
-def _proc(impl_name, folder, worker, ops, ready, go, out):
+def _proc(impl_name, folder, worker, ops, retry_empty, ready, go, out):
     impl = opened(impl_name, folder)     # started and warm, like a worker of a run
     ready.release()
     go.wait()
-    out.put(do_ops(impl, worker, ops))
+    out.put(do_ops(impl, worker, ops, retry_empty))
 
 
 def run(impl_name: str, rows: list[list[str]], ops: int, procs: int) -> float:
     """ms per claim+complete."""
+    return run_counted(impl_name, rows, ops, procs)[0]
+
+
+def run_counted(impl_name: str, rows: list[list[str]], ops: int, procs: int,
+                retry_empty: int = 0) -> tuple[float, int]:
+    """(ms per claim+complete, empty claims)."""
+    cls = IMPLS[impl_name]
     with tempfile.TemporaryDirectory(prefix=f"postdeck-bench-{impl_name}-") as tmp:
-        IMPLS[impl_name].prepare(Path(tmp), rows)
-        if procs == 1:
-            impl = opened(impl_name, tmp)
-            start = time.perf_counter()
-            done = do_ops(impl, "w0", ops)
-            elapsed = time.perf_counter() - start
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            ready, go, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
-            per = -(-ops // procs)
-            ps = [ctx.Process(target=_proc, args=(impl_name, tmp, f"w{i}", per, ready, go, out))
-                  for i in range(procs)]
-            for p in ps:
-                p.start()
-            for _ in ps:
-                ready.acquire()
-            start = time.perf_counter()
-            go.set()
-            done = sum(out.get() for _ in ps)
-            elapsed = time.perf_counter() - start
-            for p in ps:
-                p.join()
+        cls.prepare(Path(tmp), rows)
+        try:
+            if procs == 1:
+                impl = opened(impl_name, tmp)
+                start = time.perf_counter()
+                done, empty = do_ops(impl, "w0", ops, retry_empty)
+                elapsed = time.perf_counter() - start
+                getattr(impl, "close", lambda: None)()
+            else:
+                ctx = multiprocessing.get_context("spawn")
+                ready, go, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+                per = -(-ops // procs)
+                ps = [ctx.Process(target=_proc, args=(impl_name, tmp, f"w{i}", per, retry_empty,
+                                                      ready, go, out))
+                      for i in range(procs)]
+                for p in ps:
+                    p.start()
+                for _ in ps:
+                    ready.acquire()
+                start = time.perf_counter()
+                go.set()
+                counts = [out.get() for _ in ps]
+                done, empty = sum(c[0] for c in counts), sum(c[1] for c in counts)
+                elapsed = time.perf_counter() - start
+                for p in ps:
+                    p.join()
+        finally:
+            if hasattr(cls, "cleanup"):
+                cls.cleanup(Path(tmp))
         if done < ops * 0.9:
-            raise SystemExit(f"{impl_name}: only {done} of {ops} operations found a job")
-        return elapsed / done * 1000
+            raise SystemExit(f"{impl_name}: only {done} of {ops} operations found a job"
+                             + (f" ({empty} empty claims)" if empty else ""))
+        return elapsed / done * 1000, empty
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a tiny run (a few seconds)")
-    parser.add_argument("--impl", action="append", choices=list(IMPLS),
-                        help="only these implementations (repeatable)")
-    parser.add_argument("--procs", type=int, default=8, help="contending processes (default 8)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure, the median is "
-                        "shown (default 3; naive always runs once)")
-    args = parser.parse_args()
+def local_section(args) -> None:
+    """The stores of one host: postdeck's CSV store, naive CSV, SQLite (1k, 5k, 10k rows)."""
     if args.quick:
         plan = {1000: 20, 5000: 10, 10000: 8}
-        args.repeat = 1
+        repeat = 1
     else:
         plan = {1000: 240, 5000: 120, 10000: 64}
-    impls = args.impl or list(IMPLS)
+        repeat = args.repeat
+    impls = [i for i in (args.impl or LOCAL) if i in LOCAL]
+    if not impls:
+        return
     modes = [1, args.procs]
     results: dict[tuple[int, int, str], float] = {}
     for n, ops in plan.items():
@@ -414,7 +642,7 @@ def main() -> int:
             for impl in impls:
                 # the median of 3 runs (1 for naive, the slow reference) against disk noise
                 runs = sorted(run(impl, rows, ops, procs)
-                              for _ in range(1 if impl == "naive" else args.repeat))
+                              for _ in range(1 if impl == "naive" else repeat))
                 results[(n, procs, impl)] = runs[len(runs) // 2]
                 print(f"  {n:>6} rows  {procs} proc  {impl:<9} {results[(n, procs, impl)]:8.2f}"
                       " ms/op", file=sys.stderr, flush=True)
@@ -442,6 +670,155 @@ def main() -> int:
             print(f"figure: store at 5,000 rows, {mode}, times faster than naive | {ratio:.1f}x"
                   " | >= 5x")
             print(f"figure: store growth 1k->10k rows, {mode} | {growth:.1f}x | <= 10x")
+
+
+# Operations per figure of the shared section, by (rows, procs). The CSV store rewrites its whole
+# file twice per operation (about 0.3 s at 100k rows, more under contention), so it gets fewer;
+# the PostgreSQL stores get enough for 20 operations per process at 32 (at 1k rows the day has
+# 500 pending jobs, so 320).
+SHARED_OPS = {
+    "postdeck": {(1000, 1): 120, (1000, 8): 120, (1000, 32): 128,
+                 (10000, 1): 32, (10000, 8): 64, (10000, 32): 64,
+                 (100000, 1): 8, (100000, 8): 16, (100000, 32): 32},
+    "postgres": {(1000, p): 320 for p in (1, 8, 32)} | {(n, p): 640 for n in (10000, 100000)
+                                                      for p in (1, 8, 32)},
+}
+SHARED_OPS["procrastinate"] = SHARED_OPS["postgres"]
+# A claim that finds nothing is tried again at once up to this many times in a row.
+RETRY_EMPTY = 50
+SHARED_QUICK = {(1000, 1): 40, (1000, 8): 64}
+LABEL = {"postdeck": "csv", "postgres": "postgres", "procrastinate": "procrastinate"}
+
+
+def _code_stamp() -> str:
+    """Which engine/pg_store.py ran (its sha256, shortened): the figures belong to one version."""
+    import hashlib
+    path = Path(__file__).resolve().parent.parent / "engine" / "pg_store.py"
+    try:
+        return "sha256 " + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError:
+        return "(missing)"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def shared_section(args) -> None:
+    """postdeck's CSV store beside the PostgreSQL store and procrastinate: 1k, 10k and 100k rows
+    with 1, 8 and 32 processes, on one PostgreSQL server started for the run."""
+    impls = [i for i in (args.impl or SHARED) if i in SHARED]
+    wants_pg = any(i != "postdeck" for i in impls)
+    if not impls:
+        return
+    plan = sorted({n for n, _ in SHARED_QUICK}) if args.quick else [1000, 10000, 100000]
+    modes = sorted({p for _, p in SHARED_QUICK}) if args.quick else [1, 8, 32]
+    results: dict[tuple[str, int, int], float] = {}
+    empties: dict[tuple[str, int, int], tuple[int, int]] = {}
+    stamp = _code_stamp()
+    with tempfile.TemporaryDirectory(prefix="postdeck-bench-pg-") as base:
+        try:
+            if wants_pg and pg_start(Path(base) / "server") is None:
+                impls = [i for i in impls if i == "postdeck"]
+            for n in plan:
+                rows = make_rows(n)
+                for procs in modes:
+                    for impl in impls:
+                        ops = (SHARED_QUICK if args.quick else SHARED_OPS[impl])[(n, procs)]
+                        ms, empty = run_counted(impl, rows, ops, procs, RETRY_EMPTY)
+                        results[(impl, n, procs)] = ms
+                        if empty:
+                            empties[(impl, n, procs)] = (empty, ops)
+                        print(f"  {n:>6} rows  {procs:>2} procs  {LABEL[impl]:<13} {ms:8.2f} "
+                              f"ms/op  ({ops} ops, {empty} empty claims)", file=sys.stderr,
+                              flush=True)
+        finally:
+            pg_stop()
+
+    print()
+    print(f"engine/pg_store.py {stamp}" + ("" if _code_stamp() == stamp else
+          f" CHANGED during the run (now {_code_stamp()}): the figures mix versions"))
+    print("Shared stores: ms/op = one claim + one complete (procrastinate: one defer + one fetch"
+          " + one finish),")
+    print("wall time / operations, all processes together; ops/s = 1000 / ms/op.")
+    print()
+    print(f"{'store':<13} {'rows':>7} " + " ".join(f"{f'{p} proc' + ('s' if p > 1 else ''):>18}"
+                                                  for p in modes))
+    print(f"{'':<13} {'':>7} " + " ".join(f"{'ms/op':>8} {'ops/s':>9}" for _ in modes))
+    for impl in impls:
+        for n in plan:
+            cells = []
+            for p in modes:
+                ms = results[(impl, n, p)]
+                cells.append(f"{ms:8.2f} {1000 / ms:9.1f}")
+            print(f"{LABEL[impl]:<13} {n:>7} " + " ".join(cells))
+    print()
+    if empties:
+        print("Empty claims (a claim that found no job while the day still had due jobs; retried "
+              "at once, their time counted):")
+        for (impl, n, p), (empty, ops) in empties.items():
+            print(f"  {LABEL[impl]} {n} rows {p} procs: {empty} empty claims for {ops} operations")
+        print()
+
+    def get(impl, n, p):
+        return results.get((impl, n, p))
+
+    lines = []
+    # (a) growth 10k -> 100k rows
+    for p in (1, 8, 32):
+        small, big = get("postgres", 10000, p), get("postgres", 100000, p)
+        if small and big:
+            g = big / small
+            lines.append((f"postgres store growth 10k->100k rows, {p} proc{'s' if p > 1 else ''}",
+                          f"{g:.2f}x", "<= 1.5x", g <= 1.5, p in (1, 8)))
+    # (b) 32 procs on PostgreSQL vs 8 on the CSV store, 10k rows
+    pg32, csv8 = get("postgres", 10000, 32), get("postdeck", 10000, 8)
+    if pg32 and csv8:
+        r = (1000 / pg32) / (1000 / csv8)
+        lines.append(("postgres ops/s with 32 procs / csv ops/s with 8 procs, 10k rows",
+                      f"{r:.2f}x ({1000 / pg32:.0f} vs {1000 / csv8:.0f} ops/s)", ">= 1x",
+                      r >= 1, True))
+    # (c) per-job cost against procrastinate, same concurrency (and rows)
+    for p in modes:
+        ratios = {n: get("postgres", n, p) / get("procrastinate", n, p) for n in plan
+                  if get("postgres", n, p) and get("procrastinate", n, p)}
+        for n, r in ratios.items():
+            lines.append((f"postgres ms/op / procrastinate ms/op, {n // 1000}k rows, {p} "
+                          f"proc{'s' if p > 1 else ''}", f"{r:.2f}x", "<= 2x", r <= 2, False))
+        if ratios:
+            worst = max(ratios.values())
+            lines.append((f"postgres vs procrastinate per-job cost, {p} "
+                          f"proc{'s' if p > 1 else ''}, worst of "
+                          + "/".join(f"{n // 1000}k" for n in ratios) + " rows",
+                          f"{worst:.2f}x", "<= 2x", worst <= 2, True))
+    if lines:
+        print("Targets (from this run):")
+        width = max(len(name) for name, *_ in lines)
+        vwidth = max(len(value) for _, value, *_ in lines)
+        for name, value, target, ok, _ in lines:
+            print(f"  {name:<{width}}  {value:>{vwidth}}  {target:>7}  {verdict(ok)}")
+        print()
+        for name, value, target, ok, figure in lines:
+            if figure:
+                print(f"figure: {name} | {value} {verdict(ok)} | {target}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny run (well under a minute)")
+    parser.add_argument("--impl", action="append", choices=list(IMPLS),
+                        help="only these implementations (repeatable)")
+    parser.add_argument("--procs", type=int, default=8, help="contending processes of the "
+                        "one-host table (default 8)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure of the one-host "
+                        "table, the median is shown (default 3; naive always runs once)")
+    parser.add_argument("--only", choices=["local", "shared"],
+                        help="only the one-host table (local) or the PostgreSQL one (shared)")
+    args = parser.parse_args()
+    if args.only != "shared":
+        local_section(args)
+    if args.only != "local":
+        shared_section(args)
     return 0
 
 
