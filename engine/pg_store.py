@@ -607,46 +607,42 @@ class PgStore:
             if self.window is not None and not self.window.is_open(now, self.settings.tz):
                 return None
             day = Day.of(now, self.settings.tz)
-            host = self._host_usage(cur, day, day_no=day_no)
-            may: dict[str, bool] = {}      # account -> may post now, by the unlocked look
+            may: dict[str, bool] = {}      # account -> may post now, as last judged
             gaps: dict[str, float | None] = {}
             contended[0] = False
             for batch in self._candidates(cur, day_no, now, worker_id, phone, accounts,
                                           prefer_phone, off, off_phones):
                 for i, (job_id, account, job_phone, posted) in enumerate(batch):
                     if not posted:
-                        if account not in may:
-                            # this account and the next few undecided ones, in one go
-                            judge = list(dict.fromkeys(
-                                c[1] for c in batch[i:] if not c[3] and c[1] not in may))
-                            judge = judge[:JUDGED_AT_ONCE]
-                            tallies = self._tallies(cur, day, day_no, judge, host)
-                            for name in judge:
-                                may[name] = not account_blocker(tallies.get(name), limit, now)
-                        if not may[account]:
-                            continue
+                        if may.get(account) is False:
+                            continue       # judged unable to post (without its lock: a freed
+                                           # account announces itself, the next claim sees it)
                         if job_phone not in gaps:
                             gaps[job_phone] = self.gap_until(job_phone)
                         if gaps[job_phone] is not None and now < gaps[job_phone]:
                             continue
-                    row = self._lock_row(cur, day_no, job_id)
-                    if row is None:
+                    # the row and its account's advisory lock in one round trip (the lock may
+                    # be taken for a row another claimer holds: it is then only held a moment)
+                    got = self._lock_row(cur, day_no, job_id, account)
+                    if got is None or not got[1]:
                         contended[0] = True     # another claimer is deciding on it
                         continue
+                    row = got[0]
                     if posted:
                         lifecycle.skip(row, now, "its video is in the ledger: already posted")
                         self._update(cur, day_no, row)
                         continue
-                    cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 2))",
-                                (f"account {account}",))
-                    if not cur.fetchone()[0]:
-                        contended[0] = True     # another claimer is deciding this account
-                        continue
-                    # judged again under the account's lock, with what others wrote meanwhile
-                    fresh = self._tallies(cur, day, day_no, [account],
-                                          self._host_usage(cur, day, [account], day_no))
-                    if account_blocker(fresh.get(account), limit, now):
-                        may[account] = False
+                    # Judged under its lock, with what others wrote until now; the next few
+                    # undecided accounts of the batch come along (judged without their lock:
+                    # good enough to pass them by, and judged again if one comes up).
+                    judge = list(dict.fromkeys([account] + [
+                        c[1] for c in batch[i + 1:] if not c[3] and c[1] not in may]))
+                    judge = judge[:JUDGED_AT_ONCE]
+                    tallies = self._tallies(cur, day, day_no, judge,
+                                            self._host_usage(cur, day, None, day_no))
+                    for name in judge:
+                        may[name] = not account_blocker(tallies.get(name), limit, now)
+                    if not may[account]:
                         continue
                     job = lifecycle.claim(row, worker_id, claim_id, now, job_phone, self.run_id,
                                           self.settings.max_attempts)
@@ -681,13 +677,18 @@ class PgStore:
             time.sleep(0.005)
         return None
 
-    def _lock_row(self, cur, day_no: int, job_id: str) -> list[str] | None:
-        """The row, locked, if it is still due and no other claimer holds it (SKIP LOCKED)."""
-        cur.execute(f"SELECT {SELECT_COLS} FROM postdeck.jobs j WHERE j.campaign = %s AND "
-                    "j.day_no = %s AND j.job_id = %s AND j.status IN ('pending', 'retrying') "
-                    "FOR UPDATE OF j SKIP LOCKED", (self.campaign_id, day_no, job_id))
+    def _lock_row(self, cur, day_no: int, job_id: str,
+                  account: str) -> tuple[list[str], bool] | None:
+        """The row, locked, if it is still due and no other claimer holds it (SKIP LOCKED), and
+        whether its account's advisory lock was taken (False: another claimer is deciding on
+        that account now)."""
+        cur.execute(f"SELECT {SELECT_COLS}, pg_try_advisory_xact_lock(hashtextextended(%s, 2)) "
+                    "FROM postdeck.jobs j WHERE j.campaign = %s AND j.day_no = %s AND "
+                    "j.job_id = %s AND j.status IN ('pending', 'retrying') "
+                    "FOR UPDATE OF j SKIP LOCKED",
+                    (f"account {account}", self.campaign_id, day_no, job_id))
         got = cur.fetchone()
-        return None if got is None else list(got)
+        return None if got is None else (list(got[:-1]), bool(got[-1]))
 
     def _candidates(self, cur, day_no: int, now: float, worker_id: str, phone: str | None,
                     accounts: frozenset[str] | None, prefer_phone: str | None,
