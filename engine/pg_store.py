@@ -579,12 +579,13 @@ class PgStore:
               prefer_phone: str | None = None) -> Job | None:
         """DESIGN.md's claim rules in one transaction (engine/tracker.py's claim says them in
         full). Candidates come from indexed queries in queue order (pending before retrying,
-        `prefer_phone`'s first), already without accounts and phones that hold a claim, in
-        batches: each batch's accounts are judged together (two queries), so jobs of accounts
-        that may not post now (at their limit, blocked, cooling down) cost nothing each. The
-        first job whose account may post is locked (SKIP LOCKED), its account held with an
-        advisory lock and judged again, and the claim written under a savepoint, so a conflict
-        the schema catches passes to the next."""
+        `prefer_phone`'s first), already without accounts and phones that hold a claim. The
+        first one is locked (SKIP LOCKED) with its account's advisory lock, and its account is
+        judged under that lock (rules 2-4, every campaign and day) together with the next few
+        undecided accounts of the batch, so the jobs of accounts that may not post now (at
+        their limit, blocked, cooling down) cost no query each. A conflict the schema catches
+        passes to the next candidate (under a savepoint when a phone lock is asked for) or
+        makes the claim look again."""
         claim_id = uuid.uuid4().hex
         off, off_phones = self._off()
         contended = [False]
