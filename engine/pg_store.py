@@ -579,13 +579,13 @@ class PgStore:
               prefer_phone: str | None = None) -> Job | None:
         """DESIGN.md's claim rules in one transaction (engine/tracker.py's claim says them in
         full). Candidates come from indexed queries in queue order (pending before retrying,
-        `prefer_phone`'s first), already without accounts and phones that hold a claim. The
-        first one is locked (SKIP LOCKED) with its account's advisory lock, and its account is
-        judged under that lock (rules 2-4, every campaign and day) together with the next few
-        undecided accounts of the batch, so the jobs of accounts that may not post now (at
-        their limit, blocked, cooling down) cost no query each. A conflict the schema catches
-        passes to the next candidate (under a savepoint when a phone lock is asked for) or
-        makes the claim look again."""
+        `prefer_phone`'s first), already without accounts and phones that hold a claim. Their
+        accounts are judged a few at a time without a lock (rules 2-4, every campaign and day),
+        so the jobs of accounts that may not post now (at their limit, blocked, cooling down)
+        cost no query or row lock each. The first job that passes is locked (SKIP LOCKED) with
+        its account's advisory lock, and its account judged again under it. A conflict the
+        schema catches passes to the next candidate (under a savepoint when a phone lock is
+        asked for) or makes the claim look again."""
         claim_id = uuid.uuid4().hex
         off, off_phones = self._off()
         contended = [False]
@@ -608,6 +608,7 @@ class PgStore:
             if self.window is not None and not self.window.is_open(now, self.settings.tz):
                 return None
             day = Day.of(now, self.settings.tz)
+            host = self._host_usage(cur, day, day_no=day_no)
             may: dict[str, bool] = {}      # account -> may post now, as last judged
             gaps: dict[str, float | None] = {}
             contended[0] = False
@@ -615,9 +616,18 @@ class PgStore:
                                           prefer_phone, off, off_phones):
                 for i, (job_id, account, job_phone, posted) in enumerate(batch):
                     if not posted:
-                        if may.get(account) is False:
-                            continue       # judged unable to post (without its lock: a freed
-                                           # account announces itself, the next claim sees it)
+                        if account not in may:
+                            # this account and the next few undecided ones, without their
+                            # locks: enough to pass by those that may not post (a freed one
+                            # announces itself, and the next claim sees it)
+                            judge = list(dict.fromkeys(
+                                c[1] for c in batch[i:] if not c[3] and c[1] not in may))
+                            tallies = self._tallies(cur, day, day_no, judge[:JUDGED_AT_ONCE],
+                                                    host)
+                            for name in judge[:JUDGED_AT_ONCE]:
+                                may[name] = not account_blocker(tallies.get(name), limit, now)
+                        if not may[account]:
+                            continue
                         if job_phone not in gaps:
                             gaps[job_phone] = self.gap_until(job_phone)
                         if gaps[job_phone] is not None and now < gaps[job_phone]:
@@ -633,17 +643,11 @@ class PgStore:
                         lifecycle.skip(row, now, "its video is in the ledger: already posted")
                         self._update(cur, day_no, row)
                         continue
-                    # Judged under its lock, with what others wrote until now; the next few
-                    # undecided accounts of the batch come along (judged without their lock:
-                    # good enough to pass them by, and judged again if one comes up).
-                    judge = list(dict.fromkeys([account] + [
-                        c[1] for c in batch[i + 1:] if not c[3] and c[1] not in may]))
-                    judge = judge[:JUDGED_AT_ONCE]
-                    tallies = self._tallies(cur, day, day_no, judge,
-                                            self._host_usage(cur, day, None, day_no))
-                    for name in judge:
-                        may[name] = not account_blocker(tallies.get(name), limit, now)
-                    if not may[account]:
+                    # judged again under its lock, with what others wrote until now
+                    fresh = self._tallies(cur, day, day_no, [account],
+                                          self._host_usage(cur, day, [account], day_no))
+                    if account_blocker(fresh.get(account), limit, now):
+                        may[account] = False
                         continue
                     job = lifecycle.claim(row, worker_id, claim_id, now, job_phone, self.run_id,
                                           self.settings.max_attempts)
