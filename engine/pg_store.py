@@ -4,12 +4,12 @@ The CSV file under a file lock serves one host; a campaign shared by several hos
 every host can reach, and PostgreSQL already is the engine job queues run on (procrastinate,
 pgqueuer). So the rules are DESIGN.md's, kept the way those queues keep theirs:
 
-- A claim is one transaction. Candidates come in queue order with `FOR UPDATE SKIP LOCKED`, so
-  claimers on every host pass each other's rows by instead of waiting; the account being
-  claimed is held with a transaction-scoped advisory lock while its day is counted, so two
-  hosts cannot both take its last slot. The schema says what it can on its own: one claimed
-  job per account and per phone (unique partial indexes), unique job ids per day, one ledger
-  entry per video.
+- A claim is one transaction. The job it takes is locked with `FOR UPDATE SKIP LOCKED`, so
+  claimers on every host pass each other's rows by instead of waiting; its account is held with
+  a transaction-scoped advisory lock while its day is counted, so two hosts cannot both take
+  its last slot. The schema says what it can on its own: one claimed job per account (a unique
+  partial index), a phone held by one worker at a time (an exclusion constraint), unique job
+  ids per day, one ledger entry per video.
 - Every claim is held under a lease (table `leases`) that its worker renews every few seconds.
   A claim whose lease expired is recovered by any host, by the rules of today (before
   publishing back to retrying, in publishing an unknown outcome), and every later write of its
