@@ -55,14 +55,14 @@ from .pacing import PostingWindow, gap_ends
 from .power import PhonePower
 from .problems import InputError, Refused, Remedy, read_input
 from .progress_csv import Table, job_dict, parse_progress, serialize
-from .rotation import Rotation, rotation_path
+from .rotation import Rotation
 from .runstate import process_alive
 from .rules import Day, Tally, Usage, account_blocker, counts_today, now_iso, parse_time, tally
 from .settings import Settings
 from .store import JobRefused, Ledger, PostedVideos
 from .tracker import (OPERATOR_SKIP, ClaimLost, ProgressStore, consent_wanted,
                       earliest_chance, folder_archives, free_archive_name, history_entries,
-                      plan_seed, posted_in_archives, refusal)
+                      host_parts, plan_seed, posted_in_archives, refusal)
 
 SCHEMA_VERSION = 1
 # pg_advisory_xact_lock keys: one for migrations, and a namespace for the per-row ones.
@@ -236,13 +236,8 @@ class PgStore:
 
     @classmethod
     def for_context(cls, ctx, **kwargs) -> "PgStore":
-        kwargs.setdefault("host", HostDay(ctx.progress_file, ctx.host_state_dir,
-                                          ctx.campaigns_dir))
-        kwargs.setdefault("power", PhonePower(ctx.power_dir, ctx.settings.tz,
-                                              kwargs.get("clock", time.time)))
-        kwargs.setdefault("rotation", Rotation(rotation_path(ctx)))
         return cls(ctx.store_url, ctx.name, ctx.progress_file, ctx.ledger_file, ctx.settings,
-                   host_name=ctx.host, root=ctx.root, **kwargs)
+                   host_name=ctx.host, root=ctx.root, **host_parts(ctx, kwargs))
 
     @property
     def channel(self) -> str:
@@ -473,9 +468,6 @@ class PgStore:
 
     def validate(self) -> None:
         self.campaign_id    # noqa: B018 (connects, migrates, imports: each refuses with a message)
-
-    def exists(self) -> bool:
-        return True
 
     def stats(self) -> dict[str, int]:
         def work(cur):
@@ -846,8 +838,7 @@ class PgStore:
         dies. A second supervisor with the same host name (two hosts sharing a POSTDECK_HOST,
         one folder mounted on two hosts) is refused before it recovers anything."""
         from .workers import WATCHER
-        lease = PgLease(self, WATCHER, pid, ttl_s, run_id, run_lock=True)
-        return lease
+        return PgLease(self, WATCHER, pid, ttl_s, run_id, run_lock=True)
 
     def leases(self) -> list[dict[str, object]]:
         def work(cur):
@@ -1169,9 +1160,6 @@ class PgStore:
         for video, job_id in self._tx(work):  # type: ignore[union-attr]
             posted.add(video, job_id)
         return posted_in_archives(posted, folder_archives(self.path))
-
-    def archives(self) -> list[Path]:
-        return folder_archives(self.path)
 
     def close(self) -> None:
         with self._lock:

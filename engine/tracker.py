@@ -87,12 +87,7 @@ class ProgressStore:
 
     @classmethod
     def for_context(cls, ctx, **kwargs) -> "ProgressStore":
-        kwargs.setdefault("host", HostDay(ctx.progress_file, ctx.host_state_dir,
-                                          ctx.campaigns_dir))
-        kwargs.setdefault("power", PhonePower(ctx.power_dir, ctx.settings.tz,
-                                              kwargs.get("clock", time.time)))
-        kwargs.setdefault("rotation", Rotation(rotation_path(ctx)))
-        return cls(ctx.progress_file, ctx.ledger_file, ctx.settings, **kwargs)
+        return cls(ctx.progress_file, ctx.ledger_file, ctx.settings, **host_parts(ctx, kwargs))
 
     # --- reading ---------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -877,6 +872,18 @@ def earliest_chance(rows: list[list[str]], tallies: dict[str, Tally], now: float
             continue
         earliest = at if earliest is None else min(earliest, at)
     return others, earliest
+
+
+def host_parts(ctx, kwargs: dict) -> dict:
+    """A store's host-side parts for a context, for either store (the caller's own win): the
+    host's other progress files (engine/limits.py), its phones' power records and the accounts
+    and phones out of rotation."""
+    kwargs = dict(kwargs)
+    kwargs.setdefault("host", HostDay(ctx.progress_file, ctx.host_state_dir, ctx.campaigns_dir))
+    kwargs.setdefault("power", PhonePower(ctx.power_dir, ctx.settings.tz,
+                                          kwargs.get("clock", time.time)))
+    kwargs.setdefault("rotation", Rotation(rotation_path(ctx)))
+    return kwargs
 
 
 def _stale(row: list[str], live: set[str], run_id: str | None) -> bool:
